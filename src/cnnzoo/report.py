@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
+from cnnzoo.atomic import atomic_path
 from cnnzoo.errors import UserError
 
 GRAPH_FORMATS = (".png", ".svg", ".pdf")
-
-
-@contextmanager
-def atomic_path(path: Path):
-    """Yield a temporary path beside `path` (same suffix); rename it into place on success."""
-    path = Path(path)
-    if not path.parent.exists():
-        raise UserError(f"Cannot write {path}: the folder {path.parent} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def plot_graph(model, path: Path, *, dpi: int = 96) -> Path:
@@ -43,6 +25,9 @@ def plot_graph(model, path: Path, *, dpi: int = 96) -> Path:
             "Graphviz's `dot` program is not on PATH, and plotting needs it: install Graphviz "
             "(`apt-get install graphviz`, `brew install graphviz` or `conda install graphviz`)."
         )
+    # model_to_dot + write, not plot_model: plot_model also tries to display the picture
+    # through IPython when that is installed, which fails for .svg.
+    graph = keras.utils.model_to_dot(model, show_shapes=True, show_layer_names=True, dpi=dpi)
     with atomic_path(path) as tmp:
-        keras.utils.plot_model(model, to_file=str(tmp), show_shapes=True, show_layer_names=True, dpi=dpi)
+        graph.write(str(tmp), format=path.suffix.lower().lstrip("."))
     return path
