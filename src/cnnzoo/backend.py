@@ -33,6 +33,8 @@ class Choice:
 
 
 _choice: Choice | None = None
+# The user's own setting, read before `select` exports its choice into the environment.
+_USER_SETTING = os.environ.get("KERAS_BACKEND") or None
 
 
 def _installed(module: str) -> bool:
@@ -53,7 +55,7 @@ def jax_gpu_plugin() -> str | None:
 
 def choose(explicit: str | None = None) -> Choice:
     """Apply the rule above and return the choice, without importing keras."""
-    explicit = explicit or os.environ.get("KERAS_BACKEND") or None
+    explicit = explicit or _USER_SETTING
     if explicit:
         explicit = explicit.lower()
         if explicit not in SUPPORTED:

@@ -62,10 +62,10 @@ def default_activation(classes: int, classifier_activation):
     return "sigmoid" if classes == 1 else "softmax"
 
 
-def backbone_pooling(x, pooling, name: str = "avg_pool"):
+def backbone_pooling(x, pooling):
     """The `pooling` option of include_top=False models (keras.applications semantics)."""
     if pooling == "avg":
-        return layers.GlobalAveragePooling2D(name=name)(x)
+        return layers.GlobalAveragePooling2D(name="global_avg_pool")(x)
     if pooling == "max":
-        return layers.GlobalMaxPooling2D(name=name.replace("avg", "max"))(x)
+        return layers.GlobalMaxPooling2D(name="global_max_pool")(x)
     return x
