@@ -1,0 +1,135 @@
+"""Decoding one image into a uint8 HxWxC array, the same way for datasets and predict."""
+
+from __future__ import annotations
+
+import io
+import warnings
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cnnzoo.errors import UserError
+
+# Bilinear with Pillow's antialiasing (its resize widens the filter when shrinking).
+RESAMPLE = Image.Resampling.BILINEAR
+RESIZE_MODES = ("resize", "pad")  # stretch to the size | keep the aspect and pad with black
+_MODES = {1: "L", 3: "RGB"}
+
+
+def image_size_arg(image_size) -> tuple[int, int] | None:
+    """None, an int or (height, width) -> (height, width) or None, validated."""
+    if image_size is None:
+        return None
+    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
+        size = (int(image_size), int(image_size))
+    elif (
+        isinstance(image_size, (tuple, list))
+        and len(image_size) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in image_size)
+    ):
+        size = (int(image_size[0]), int(image_size[1]))
+    else:
+        raise UserError(
+            f"image_size must be an int or (height, width). Received: image_size={image_size!r}"
+        )
+    if min(size) < 1 or max(size) > 4096:
+        raise UserError(
+            f"image_size must be between 1 and 4096 pixels. Received: image_size={image_size!r}"
+        )
+    return size
+
+
+def channels_arg(channels) -> int | None:
+    if channels is None or channels in (1, 3):
+        return None if channels is None else int(channels)
+    raise UserError(f"channels must be 1 (grayscale) or 3 (RGB). Received: channels={channels!r}")
+
+
+def resize_arg(resize: str) -> str:
+    if resize not in RESIZE_MODES:
+        raise UserError(f"resize must be one of {', '.join(RESIZE_MODES)}. Received: resize={resize!r}")
+    return resize
+
+
+def to_array(img: Image.Image, size: tuple[int, int] | None, channels: int, resize: str) -> np.ndarray:
+    """A Pillow image -> uint8 (H, W, channels) at `size` (None keeps its own size)."""
+    mode = _MODES[channels]
+    if img.mode != mode:
+        if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit/float greyscale PNG, TIFF
+            img = Image.fromarray(_to_uint8(np.asarray(img)))
+        img = img.convert(mode)
+    if size is not None and img.size != (size[1], size[0]):
+        height, width = size
+        if resize == "pad":  # shrink to fit if needed, keep the aspect, centre on black
+            scale = min(1.0, width / img.width, height / img.height)
+            if scale < 1.0:
+                fitted = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+                img = img.resize(fitted, RESAMPLE)
+            canvas = Image.new(mode, (width, height))
+            canvas.paste(img, ((width - img.width) // 2, (height - img.height) // 2))
+            img = canvas
+        else:
+            img = img.resize((width, height), RESAMPLE)
+    array = np.asarray(img, dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    top = float(array.max()) if array.size else 0.0
+    if top <= 255:
+        return array.astype(np.uint8)
+    return (array.astype(np.float64) * (255.0 / (65535.0 if top <= 65535 else top))).astype(np.uint8)
+
+
+def try_decode(
+    data: bytes, size: tuple[int, int] | None, channels: int, resize: str = "resize"
+) -> tuple[np.ndarray | None, str | None]:
+    """Decode encoded image bytes; (array, None) or (None, why it is not a usable image)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's EXIF and palette chatter
+            with Image.open(io.BytesIO(data)) as img:
+                if size is not None and img.format == "JPEG":
+                    # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that is still at
+                    # least the target size: a 3024x3024 photo then decodes in a few ms.
+                    img.draft(_MODES[channels], (size[1], size[0]))
+                img.load()
+                img = ImageOps.exif_transpose(img)  # phone photos store their rotation
+                return to_array(img, size, channels, resize), None
+    except UnidentifiedImageError:
+        return None, "is not an image file that Pillow can read"
+    except Image.DecompressionBombError as error:
+        return None, f"is too large to decode safely ({error})"
+    except (OSError, SyntaxError, ValueError, zlib.error, EOFError) as error:
+        return None, f"is corrupt or truncated ({error})"
+
+
+def read_image(path, image_size=None, channels: int = 3, *, resize: str = "resize") -> np.ndarray:
+    """Read one image file as uint8 (H, W, C), as the datasets decode theirs.
+
+    `image_size` is an int or (height, width), None for the file's own size; `channels` is
+    1 or 3; `resize` is "resize" (stretch) or "pad" (keep the aspect, pad with black).
+    Raises `UserError` naming the file when it is missing or not a readable image.
+    """
+    size = image_size_arg(image_size)
+    channels = channels_arg(channels) or 3
+    resize = resize_arg(resize)
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"Cannot read the image {path}: there is no such file.") from None
+    except IsADirectoryError:
+        raise UserError(f"Cannot read the image {path}: it is a folder, not an image file.") from None
+    except OSError as error:
+        raise UserError(f"Cannot read the image {path}: {error.strerror or error}.") from None
+    array, why = try_decode(data, size, channels, resize)
+    if array is None:
+        raise UserError(f"The file {path} {why}: give a JPEG or PNG image.")
+    return array
+
+
+BAD_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)

@@ -1,0 +1,227 @@
+"""The dataset registry: name -> where its archive comes from and how to read it.
+
+A registered set is an upstream archive (GitHub's zip of a branch, top folder
+`<repo>-<branch>/`) plus a regular expression that turns a member's path, relative to
+that top folder, into a class (and, for sets with an official split, a split). The CLI
+table, the docs and the parametrised tests all come from here.
+
+Besides registered names, `resolve` understands a user's own data:
+`folder:PATH` (one sub-folder per class) and `h5:TRAIN.h5[,TEST.h5]` (the course's files).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnnzoo.errors import UserError
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Facts about a registered dataset and the layout of its upstream archive."""
+
+    name: str
+    description: str  # one line
+    url: str  # the upstream archive
+    filename: str  # its name in the offline mirror and in the cache
+    pattern: str  # regex on a member path below the top folder; groups `cls` [, `split`]
+    classes: tuple[str, ...]  # class names; the label of a class is its index here
+    image_size: tuple[int, int]  # default (height, width) after decoding
+    channels: int  # default channels: 1 (grayscale) or 3 (RGB)
+    licence: str
+    citation: str
+    test_fraction: float | None = 0.1  # None: the archive has an official train/test split
+    folder_to_class: dict[str, str] = field(default_factory=dict)  # `cls` group -> class name
+    # Upstream size and sha256 of the archive. GitHub builds branch archives on demand, and
+    # only a partial mirror is at hand here, so neither is pinned: None skips that check
+    # (the structure check always runs).
+    size: int | None = None
+    sha256: str | None = None
+    other_filenames: tuple[str, ...] = ()  # other names accepted in the mirror
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (*self.image_size, self.channels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.classes)
+
+    def classify(self, member: str) -> tuple[int, int] | None:
+        """(label, official split: -1 none, 0 train, 1 test) of a member path, or None."""
+        match = _compiled(self.pattern).fullmatch(member)
+        if match is None:
+            return None
+        folder = match.group("cls")
+        name = self.folder_to_class.get(folder, folder)
+        if name not in self.classes:
+            return None
+        split = match.groupdict().get("split")
+        return self.classes.index(name), (-1 if split is None else SPLIT_CODES[split])
+
+
+SPLIT_CODES = {"train": 0, "test": 1}
+
+_PATTERNS: dict[str, re.Pattern] = {}
+
+
+def _compiled(pattern: str) -> re.Pattern:
+    if pattern not in _PATTERNS:
+        _PATTERNS[pattern] = re.compile(pattern, re.IGNORECASE)
+    return _PATTERNS[pattern]
+
+
+_REGISTRY: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Add `spec` to the registry; a name can be registered once."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"A dataset named {spec.name!r} is already registered.")
+    if ":" in spec.name:
+        raise ValueError(f"Dataset names cannot contain ':'. Received: name={spec.name!r}")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def list_datasets(pattern: str = "*") -> list[str]:
+    """Registered dataset names matching a shell-style pattern, in registration order."""
+    return [n for n in _REGISTRY if fnmatch.fnmatch(n, pattern)]
+
+
+USER_SOURCES = "folder:PATH (one sub-folder per class) or h5:TRAIN.h5[,TEST.h5]"
+
+
+def dataset_info(name: str) -> DatasetSpec:
+    """The registry entry of a registered dataset (classes, default shape, licence, URL)."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        hint = ""
+        if name.startswith(("folder:", "h5:")):
+            hint = " (dataset_info describes registered sets; load a folder: or h5: source to see its classes)"
+        raise UserError(
+            f"Unknown dataset {name!r}{hint}: choose one of {', '.join(list_datasets())}, "
+            f"or your own data as {USER_SOURCES}."
+        ) from None
+
+
+@dataclass(frozen=True)
+class FolderSource:
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return f"folder:{self.path}"
+
+
+@dataclass(frozen=True)
+class H5Source:
+    train: Path
+    test: Path | None
+
+    @property
+    def name(self) -> str:
+        return f"h5:{self.train}" + (f",{self.test}" if self.test else "")
+
+
+def resolve(name) -> DatasetSpec | FolderSource | H5Source:
+    """A registered name, a `DatasetSpec`, `folder:PATH` or `h5:TRAIN.h5[,TEST.h5]`."""
+    if isinstance(name, (DatasetSpec, FolderSource, H5Source)):
+        return name
+    if not isinstance(name, str) or not name:
+        raise UserError(f"A dataset name must be a non-empty string. Received: {name!r}")
+    if name.startswith("folder:"):
+        path = Path(name[len("folder:"):]).expanduser()
+        if not str(path) or not path.is_dir():
+            raise UserError(
+                f"The image folder {path} does not exist or is not a folder: give folder:PATH "
+                "with one sub-folder of images per class."
+            )
+        return FolderSource(path.resolve())
+    if name.startswith("h5:"):
+        parts = [p for p in name[len("h5:"):].split(",") if p]
+        if not 1 <= len(parts) <= 2:
+            raise UserError(
+                f"Cannot read {name!r}: write h5:TRAIN.h5 or h5:TRAIN.h5,TEST.h5 "
+                "(for example h5:train_signs.h5,test_signs.h5)."
+            )
+        paths = [Path(p).expanduser() for p in parts]
+        for path in paths:
+            if not path.is_file():
+                raise UserError(f"The HDF5 file {path} does not exist: check the path after h5:.")
+        return H5Source(paths[0].resolve(), paths[1].resolve() if len(paths) == 2 else None)
+    return dataset_info(name)
+
+
+_DIGITS = tuple(str(d) for d in range(10))
+_SIGNS_URL = "https://github.com/ardamavi/Sign-Language-Digits-Dataset/archive/refs/heads/master.zip"
+_SIGNS_CITATION = (
+    "Mavi, A. (2020), A New Dataset and Proposed Convolutional Neural Network Architecture "
+    "for Classification of American Sign Language Digits, arXiv:2011.08927"
+)
+
+register_dataset(DatasetSpec(
+    name="signs",
+    description="hand signs of the digits 0-5 (Sign Language Digits), the course's SIGNS analogue",
+    url=_SIGNS_URL,
+    filename="sign-language-digits.zip",
+    other_filenames=("Sign-Language-Digits-Dataset-master.zip",),
+    pattern=r"Dataset/(?P<cls>[0-9])/[^/]+",
+    classes=_DIGITS[:6],
+    image_size=(64, 64),
+    channels=3,
+    licence="Apache-2.0",
+    citation=_SIGNS_CITATION,
+))
+
+register_dataset(DatasetSpec(
+    name="sign-digits",
+    description="hand signs of all ten digits (Sign Language Digits); native size 100x100",
+    url=_SIGNS_URL,
+    filename="sign-language-digits.zip",
+    other_filenames=("Sign-Language-Digits-Dataset-master.zip",),
+    pattern=r"Dataset/(?P<cls>[0-9])/[^/]+",
+    classes=_DIGITS,
+    image_size=(64, 64),
+    channels=3,
+    licence="Apache-2.0",
+    citation=_SIGNS_CITATION,
+))
+
+register_dataset(DatasetSpec(
+    name="smiles",
+    description="faces smiling (1) or not (0) from SMILEsmileD, the course's Happy House analogue",
+    url="https://github.com/hromi/SMILEsmileD/archive/refs/heads/master.zip",
+    filename="smiles.zip",
+    other_filenames=("SMILEsmileD-master.zip",),
+    pattern=r"SMILEs/(?P<cls>negatives|positives)/(?:negatives|positives)7/[^/]+",
+    classes=("not smiling", "smiling"),
+    folder_to_class={"negatives": "not smiling", "positives": "smiling"},
+    image_size=(64, 64),
+    channels=1,
+    licence="open source project (cite the repository)",
+    citation="SMILEsmileD, https://github.com/hromi/SMILEsmileD (faces from Labeled Faces in the Wild)",
+))
+
+register_dataset(DatasetSpec(
+    name="mnist",
+    description="handwritten digits 0-9 with the official 60k/10k train/test split",
+    url="https://github.com/rasbt/mnist-pngs/archive/refs/heads/main.zip",
+    filename="mnist.zip",
+    other_filenames=("mnist-pngs-main.zip",),
+    pattern=r"(?P<split>train|test)/(?P<cls>[0-9])/[^/]+",
+    classes=_DIGITS,
+    image_size=(28, 28),
+    channels=1,
+    test_fraction=None,
+    licence="MIT (mnist-pngs); MNIST by LeCun, Cortes and Burges",
+    citation="LeCun, Y., Cortes, C., Burges, C. J. C., The MNIST database of handwritten digits",
+))
