@@ -119,6 +119,18 @@ def find_local(spec: DatasetSpec) -> Path | None:
     return in_mirror(spec) or (cached if cached.is_file() else None)
 
 
+def count_local(spec: DatasetSpec) -> tuple[int | None, Path | None]:
+    """(images of `spec` in the local archive, that archive), or (None, None) if not fetched."""
+    path = find_local(spec)
+    if path is None:
+        return None, None
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return len(members(spec, zf)), path
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return None, path
+
+
 def archive_path(spec: DatasetSpec, *, download: bool = True, progress: bool = True) -> Path:
     """A verified local copy of `spec`'s archive: mirror, cache or a fresh download."""
     mirrored = in_mirror(spec)

@@ -38,7 +38,9 @@ def sample_grid(ds, path, *, split: str = "train", per_class: int = 8, seed: int
     rows = len(ds.class_names)
     height, width, channels = ds.image_shape
     cell = 1.0  # inches per image
-    fig = Figure(figsize=(per_class * cell * max(1.0, width / height) + 1.6, rows * cell + 0.5))
+    labels_text = [name if name == str(row) else f"{row}: {name}" for row, name in enumerate(ds.class_names)]
+    margin = 0.3 + 0.075 * max(len(t) for t in labels_text)  # inches for the row labels
+    fig = Figure(figsize=(per_class * cell * max(1.0, width / height) + margin + 0.1, rows * cell + 0.5))
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, per_class, squeeze=False)
     for row, name in enumerate(ds.class_names):
@@ -56,9 +58,9 @@ def sample_grid(ds, path, *, split: str = "train", per_class: int = 8, seed: int
                 else:
                     ax.imshow(image)
             if col == 0:
-                ax.set_ylabel(f"{row}: {name}", rotation=0, ha="right", va="center", fontsize=9)
+                ax.set_ylabel(labels_text[row], rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle(f"{ds.name} — {split}, {len(part)} images, {height}x{width}x{channels}", fontsize=10)
-    fig.subplots_adjust(left=1.5 / fig.get_figwidth(), right=0.99, bottom=0.02, top=1 - 0.4 / fig.get_figheight(),
+    fig.subplots_adjust(left=margin / fig.get_figwidth(), right=0.99, bottom=0.02, top=1 - 0.4 / fig.get_figheight(),
                         wspace=0.05, hspace=0.08)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format=path.suffix.lower().lstrip(".").replace("jpg", "jpeg"))

@@ -1,0 +1,109 @@
+"""`cnnzoo data list | info | show`: the datasets, their splits and a look at samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cnnzoo.cli import add_commands
+
+console = Console()
+
+DATASET = typer.Argument(
+    ..., help="Registered name (see `cnnzoo data list`), folder:PATH or h5:TRAIN.h5[,TEST.h5].",
+    metavar="NAME",
+)
+IMAGE_SIZE = typer.Option(None, "--image-size", help="Side of the square images (default: the dataset's).")
+CHANNELS = typer.Option(None, "--channels", help="1 (grayscale) or 3 (RGB) (default: the dataset's).")
+RESIZE = typer.Option("resize", "--resize", help="resize (stretch) or pad (centre on black).")
+VALIDATION = typer.Option(0.0, "--validation", help="Fraction of the training part held out for validation.")
+SKIP_BAD = typer.Option(False, "--skip-bad", help="Skip unreadable images (and count them) instead of failing.")
+SEED = typer.Option(0, "--seed", help="Salt of the split hash: another seed, another (stable) split.")
+
+
+def _load(name, image_size, channels, resize, validation, skip_bad, seed):
+    from cnnzoo.datasets import load
+
+    return load(name, image_size=image_size, channels=channels, validation=validation,
+                skip_bad=skip_bad, seed=seed, resize=resize)
+
+
+def list_() -> None:
+    """Table of the registered datasets: classes, image size, images found, licence, source."""
+    from cnnzoo.datasets import dataset_info, list_datasets
+    from cnnzoo.datasets.fetch import count_local
+
+    table = Table(title="cnnzoo datasets")
+    for column in ("name", "classes", "image size", "count", "licence", "source"):
+        table.add_column(column, justify="right" if column in ("classes", "count") else "left",
+                         overflow="fold")
+    for name in list_datasets():
+        spec = dataset_info(name)
+        count, where = count_local(spec)
+        table.add_row(
+            name, str(spec.num_classes), "x".join(map(str, spec.image_shape)),
+            f"{count:,}" if count is not None else "not fetched", spec.licence,
+            f"{spec.url}" + (f"\n({where})" if where else ""),
+        )
+    console.print(table)
+    console.print("Also: folder:PATH (one sub-folder per class) and h5:TRAIN.h5[,TEST.h5] (the course's files).")
+
+
+def info(
+    name: str = DATASET,
+    image_size: int = IMAGE_SIZE,
+    channels: int = CHANNELS,
+    resize: str = RESIZE,
+    validation: float = VALIDATION,
+    skip_bad: bool = SKIP_BAD,
+    seed: int = SEED,
+) -> None:
+    """Images per class in each split, the image shape, where it came from and is cached."""
+    ds = _load(name, image_size, channels, resize, validation, skip_bad, seed)
+    counts = ds.counts()
+    table = Table(title=f"{ds.name}: {ds.num_classes} classes, images {'x'.join(map(str, ds.image_shape))} uint8")
+    table.add_column("class")
+    for split in counts:
+        table.add_column(split, justify="right")
+    table.add_column("total", justify="right")
+    for k, class_name in enumerate(ds.class_names):
+        row = [counts[s][k] for s in counts]
+        table.add_row(f"{k}: {class_name}", *(f"{n:,}" for n in row), f"{sum(row):,}")
+    totals = [sum(counts[s]) for s in counts]
+    table.add_row("all", *(f"{n:,}" for n in totals), f"{sum(totals):,}", style="bold")
+    console.print(table)
+    console.print(f"source   {ds.source}")
+    console.print(f"cache    {ds.cache_path}")
+    if ds.skipped:
+        console.print(f"skipped  {len(ds.skipped)} unreadable file(s), e.g. {ds.skipped[0]}")
+
+
+def show(
+    name: str = DATASET,
+    output: Path = typer.Option(..., "-o", "--output", help="Picture to write: .png, .jpg, .svg or .pdf."),
+    split: str = typer.Option("train", "--split", help="train, test or val."),
+    per_class: int = typer.Option(8, "--per-class", help="Images in each class's row."),
+    image_size: int = IMAGE_SIZE,
+    channels: int = CHANNELS,
+    resize: str = RESIZE,
+    validation: float = VALIDATION,
+    skip_bad: bool = SKIP_BAD,
+    seed: int = SEED,
+) -> None:
+    """Draw a labelled grid of samples, one row per class."""
+    from cnnzoo.datasets.show import sample_grid
+
+    ds = _load(name, image_size, channels, resize, validation, skip_bad, seed)
+    sample_grid(ds, output, split=split, per_class=per_class, seed=seed)
+    console.print(f"wrote {output}")
+
+
+def register(app: typer.Typer) -> None:
+    data_app = typer.Typer(
+        help="Datasets: list them, count their splits, look at samples.", no_args_is_help=True
+    )
+    add_commands(data_app, list_, info, show)
+    app.add_typer(data_app, name="data")
