@@ -1,0 +1,76 @@
+"""VGG-16 and VGG-19 (Simonyan & Zisserman 2014): only 3x3 convs and 2x2 max pools.
+
+The configurations are data, as in the paper's Table 1 (columns D and E): each stage is
+a number of 3x3 stride-1 "same" convolutions followed by a 2x2 stride-2 max pool. Layer
+names are Keras applications' (`block3_conv2`, `fc1`, `predictions`), so the counts can
+be compared directly: 138,357,544 and 143,667,240 at 224x224x3 with 1000 classes.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from cnnzoo.models.common import backbone_pooling, check_arguments
+from cnnzoo.models.registry import register_model
+
+PAPER = "Simonyan, Zisserman: Very Deep Convolutional Networks for Large-Scale Image Recognition (ICLR 2015)"
+# name -> ((filters, convs) per stage); every stage ends in a 2x2 max pool.
+CONFIGS = {
+    "VGG16": ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3)),  # column D
+    "VGG19": ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4)),  # column E
+}
+MIN_SIZE = 32  # five 2x2 stride-2 pools
+
+
+def vgg(
+    config: str,
+    input_shape=(224, 224, 3),
+    classes: int = 1000,
+    *,
+    include_top: bool = True,
+    pooling=None,
+    classifier_activation="softmax",
+    dropout: float = 0.5,
+) -> keras.Model:
+    """VGG network `config` ('VGG16' or 'VGG19'); the top is fc1 4096 -> fc2 4096 -> classes.
+
+    Dropout (0.5 in the paper) follows fc1 and fc2. At 224x224 the last pool is 7x7x512;
+    a smaller input (down to 32x32) gives a smaller map and so a smaller fc1.
+    """
+    input_shape = check_arguments(
+        config, input_shape, classes, min_size=MIN_SIZE, pooling=pooling, include_top=include_top
+    )
+    inputs = keras.Input(input_shape, name="input")
+    x = inputs
+    for stage, (filters, convs) in enumerate(CONFIGS[config], start=1):
+        for conv in range(1, convs + 1):
+            x = layers.Conv2D(filters, 3, padding="same", activation="relu",
+                              name=f"block{stage}_conv{conv}")(x)
+        x = layers.MaxPooling2D(2, strides=2, name=f"block{stage}_pool")(x)
+    # 7x7x512 at 224
+    if not include_top:
+        return keras.Model(inputs, backbone_pooling(x, pooling), name=config)
+    x = layers.Flatten(name="flatten")(x)  # 25088 at 224
+    for fc in ("fc1", "fc2"):
+        x = layers.Dense(4096, activation="relu", name=fc)(x)
+        x = layers.Dropout(dropout, name=f"{fc}_dropout")(x)
+    x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    return keras.Model(inputs, x, name=config)
+
+
+_FACTS = dict(paper=PAPER, year=2014, input_shape=(224, 224, 3), classes=1000)
+
+
+@register_model("vgg16", description="VGG-16: 13 3x3 convs in 5 stages, 3 dense layers.",
+                reference_params=138_357_544, **_FACTS)
+def VGG16(input_shape=(224, 224, 3), classes: int = 1000, **kwargs) -> keras.Model:
+    """VGG-16 (configuration D); see `vgg`."""
+    return vgg("VGG16", input_shape, classes, **kwargs)
+
+
+@register_model("vgg19", description="VGG-19: 16 3x3 convs in 5 stages, 3 dense layers.",
+                reference_params=143_667_240, **_FACTS)
+def VGG19(input_shape=(224, 224, 3), classes: int = 1000, **kwargs) -> keras.Model:
+    """VGG-19 (configuration E); see `vgg`."""
+    return vgg("VGG19", input_shape, classes, **kwargs)
