@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import urllib.error
 import urllib.request
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from cnnzoo import paths
@@ -180,18 +180,28 @@ def _download(spec: DatasetSpec, dest: Path, *, progress: bool) -> Path:
 
 
 def _copy(response, path: Path, total: int | None, label: str, progress: bool) -> None:
-    with open(path, "wb") as out:
-        if not progress:
-            shutil.copyfileobj(response, out, 1 << 20)
-            return
-        from rich.console import Console
-        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
-
-        with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
-                      console=Console(stderr=True), transient=True) as bar:
-            task = bar.add_task(label, total=total)
-            for block in iter(lambda: response.read(1 << 20), b""):
-                out.write(block)
-                bar.advance(task, len(block))
+    written = 0
+    with open(path, "wb") as out, _bar(progress, label, total) as advance:
+        for block in iter(lambda: response.read(1 << 20), b""):
+            out.write(block)
+            written += len(block)
+            advance(len(block))
         out.flush()
         os.fsync(out.fileno())
+    # http.client returns a short body without complaint when the server hangs up.
+    if total is not None and written != total:
+        raise OSError(f"got {written:,} of {total:,} bytes")
+
+
+@contextmanager
+def _bar(show: bool, label: str, total: int | None):
+    if not show:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)

@@ -5,7 +5,8 @@ the file is held out when u < fraction. Adding or removing other files never mov
 file from one split to another (unlike `train_test_split` or Keras' `validation_split`,
 which depend on the order and the total). One safeguard keeps every class in every split:
 if a class with at least two files would have none held out (or all held out), its file
-with the smallest (or largest) u is moved. That can only happen to tiny classes.
+with the smallest (or largest) u is moved, and a class of one file stays in training.
+That can only happen to tiny classes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def held_out(keys, labels, fraction: float, salt: str) -> np.ndarray:
     mask = u < fraction
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        if len(members) < 2:
+        if len(members) < 2:  # a lone file is worth more in training than held out
+            mask[members] = False
             continue
         if not mask[members].any():
             mask[members[np.argmin(u[members])]] = True
