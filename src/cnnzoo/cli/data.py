@@ -71,7 +71,8 @@ def info(
     table.add_column("total", justify="right")
     for k, class_name in enumerate(ds.class_names):
         row = [counts[s][k] for s in counts]
-        table.add_row(f"{k}: {class_name}", *(f"{n:,}" for n in row), f"{sum(row):,}")
+        label = class_name if class_name == str(k) else f"{k}: {class_name}"
+        table.add_row(label, *(f"{n:,}" for n in row), f"{sum(row):,}")
     totals = [sum(counts[s]) for s in counts]
     table.add_row("all", *(f"{n:,}" for n in totals), f"{sum(totals):,}", style="bold")
     console.print(table)
