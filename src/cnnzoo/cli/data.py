@@ -64,7 +64,9 @@ def info(
     """Images per class in each split, the image shape, where it came from and is cached."""
     ds = _load(name, image_size, channels, resize, validation, skip_bad, seed)
     counts = ds.counts()
-    table = Table(title=f"{ds.name}: {ds.num_classes} classes, images {'x'.join(map(str, ds.image_shape))} uint8")
+    console.print(f"{ds.name}: {ds.num_classes} classes, images {'x'.join(map(str, ds.image_shape))} uint8",
+                  soft_wrap=True)
+    table = Table()
     table.add_column("class")
     for split in counts:
         table.add_column(split, justify="right")
@@ -76,8 +78,8 @@ def info(
     totals = [sum(counts[s]) for s in counts]
     table.add_row("all", *(f"{n:,}" for n in totals), f"{sum(totals):,}", style="bold")
     console.print(table)
-    console.print(f"source   {ds.source}")
-    console.print(f"cache    {ds.cache_path}")
+    console.print(f"source   {ds.source}", soft_wrap=True)
+    console.print(f"cache    {ds.cache_path}", soft_wrap=True)
     if ds.skipped:
         console.print(f"skipped  {len(ds.skipped)} unreadable file(s), e.g. {ds.skipped[0]}")
 
