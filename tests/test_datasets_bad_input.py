@@ -97,6 +97,21 @@ def test_non_image_file_in_a_class_folder(home, tmp_path):
     assert_nothing_cached(home)
 
 
+def test_corrupt_image_found_by_the_parallel_decoder(home, tmp_path, monkeypatch):
+    from cnnzoo.datasets import readers
+
+    monkeypatch.setattr(readers, "PARALLEL_FROM", 5)
+    monkeypatch.setattr(readers, "CHUNK", 3)
+    monkeypatch.setattr(readers, "cpu_count", lambda: 2)
+    root = folder(tmp_path / "faces", per_class=8)
+    (root / "yes" / "5.jpg").write_bytes(b"GIF89a broken")
+    message = error_of(f"folder:{root}")
+    assert message.startswith(f"The file {root / 'yes' / '5.jpg'} is ") and message.endswith(SKIP_HINT)
+    assert_nothing_cached(home)
+    ds = load(f"folder:{root}", skip_bad=True, progress=False)
+    assert len(ds.skipped) == 1 and len(ds.train) + len(ds.test) == 15
+
+
 def test_skip_bad_skips_and_reports_how_many(home, tmp_path, capsys):
     root = folder(tmp_path / "faces", per_class=6)
     (root / "no" / "notes.txt").write_text("shot in 2019\n")

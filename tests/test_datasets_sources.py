@@ -357,6 +357,16 @@ def test_parallel_decoding_gives_the_same_arrays(home, tmp_path, monkeypatch):
     parallel = load(f"folder:{root}", progress=True)
     np.testing.assert_array_equal(serial.train.x, parallel.train.x)
     np.testing.assert_array_equal(serial.test.keys, parallel.test.keys)
+    with readers._pool(2, "folder", root) as pool:
+        assert isinstance(pool, readers.ProcessPoolExecutor)
+    # With JAX loaded (it warns about fork) the pool is threads; same arrays.
+    for npz in (home / "datasets" / "arrays").iterdir():
+        npz.unlink()
+    monkeypatch.setitem(__import__("sys").modules, "jax", object())
+    with readers._pool(2, "folder", root) as pool:
+        assert isinstance(pool, readers.ThreadPoolExecutor)
+    threaded = load(f"folder:{root}", progress=False)
+    np.testing.assert_array_equal(serial.train.x, threaded.train.x)
 
 
 def course_h5(path, x_key="train_set_x", y_key="train_set_y", n=24, classes=6, seed=0, **extra):

@@ -97,7 +97,8 @@ def try_decode(
                     # least the target size: a 3024x3024 photo then decodes in a few ms.
                     img.draft(_MODES[channels], (size[1], size[0]))
                 img.load()
-                img = ImageOps.exif_transpose(img)  # phone photos store their rotation
+                if img.format != "PNG" or "exif" in img.info:  # skip the lookup for plain PNGs
+                    img = ImageOps.exif_transpose(img)  # phone photos store their rotation
                 return to_array(img, size, channels, resize), None
     except UnidentifiedImageError:
         return None, "is not an image file that Pillow can read"

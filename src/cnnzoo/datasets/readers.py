@@ -3,15 +3,19 @@
 Every reader returns `Raw`: all images of the source as one uint8 NHWC array, integer
 labels, a stable key per image (its path inside the source, or a hash of its pixels for
 .h5 files) that the splits hash, and the official split where the source has one.
-Large sources are decoded by a process pool, one worker per core, with a progress bar.
+Large sources are decoded by a pool, one worker per core, with a progress bar.
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
+import sys
+import threading
+import warnings
 import zipfile
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,21 +51,21 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-_source = None  # per worker process: an open ZipFile, or the root folder
+_worker = threading.local()  # per worker (process or thread): an open ZipFile or the root folder
 
 
 def _open(kind: str, root: str):
-    global _source
-    _source = zipfile.ZipFile(root) if kind == "zip" else Path(root)
+    _worker.source = zipfile.ZipFile(root) if kind == "zip" else Path(root)
 
 
 def _decode_chunk(names, size, channels, resize):
     """Decode `names` from the worker's source: (images, [(index, why), ...])."""
+    source = _worker.source
     out = np.zeros((len(names), *size, channels), np.uint8)
     bad = []
     for i, name in enumerate(names):
         try:
-            data = _source.read(name) if isinstance(_source, zipfile.ZipFile) else (_source / name).read_bytes()
+            data = source.read(name) if isinstance(source, zipfile.ZipFile) else (source / name).read_bytes()
         except BAD_ZIP_ERRORS as error:
             bad.append((i, f"cannot be read ({error})"))
             continue
@@ -103,9 +107,13 @@ def decode_all(kind, root, names, *, size, channels, resize, label, progress, sk
             finally:
                 _close()
         else:
-            with ProcessPoolExecutor(workers, initializer=_open, initargs=(kind, str(root))) as pool:
-                futures = {pool.submit(_decode_chunk, c, size, channels, resize): i
-                           for i, c in enumerate(chunks)}
+            with _pool(workers, kind, root) as pool:
+                with warnings.catch_warnings():
+                    # Python 3.12+ warns when a process with threads (torch's) forks; the
+                    # workers only run Pillow, never the framework.
+                    warnings.filterwarnings("ignore", message=".*fork.*")
+                    futures = {pool.submit(_decode_chunk, c, size, channels, resize): i
+                               for i, c in enumerate(chunks)}
                 pending = set(futures)
                 try:
                     while pending:
@@ -124,10 +132,20 @@ def decode_all(kind, root, names, *, size, channels, resize, label, progress, sk
 
 
 def _close() -> None:
-    global _source
-    if isinstance(_source, zipfile.ZipFile):
-        _source.close()
-    _source = None
+    source = getattr(_worker, "source", None)
+    if isinstance(source, zipfile.ZipFile):
+        source.close()
+    _worker.source = None
+
+
+def _pool(workers: int, kind: str, root):
+    """Worker processes, forked (cheap, and no re-import of the caller's script); threads
+    where fork is unavailable (macOS and Windows default to spawn) or JAX is loaded (JAX
+    is multithreaded and warns about fork). Pillow releases the GIL while decoding."""
+    if "fork" in multiprocessing.get_all_start_methods() and "jax" not in sys.modules:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_open, initargs=(kind, str(root)))
+    return ThreadPoolExecutor(workers, initializer=_open, initargs=(kind, str(root)))
 
 
 class _progress:
