@@ -273,6 +273,15 @@ def test_h5_that_is_not_hdf5_or_not_images(home, tmp_path):
     assert_nothing_cached(home)
 
 
+def test_unwritable_cache_home(tmp_path, monkeypatch):
+    root = folder(tmp_path / "faces")
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("CNNZOO_HOME", str(tmp_path / "file" / "home"))
+    message = error_of(f"folder:{root}")
+    assert message.startswith(f"Cannot write the dataset cache {tmp_path / 'file' / 'home' / 'datasets' / 'arrays'}/")
+    assert message.endswith("free some space or point CNNZOO_HOME at a writable folder.")
+
+
 # ---------------------------------------------------------------- arguments and names
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from cnnzoo import paths
 from cnnzoo.atomic import atomic_path
 from cnnzoo.datasets.readers import Raw
+from cnnzoo.errors import UserError
 
 FORMAT = 1  # bump when the decoding changes, so old caches are not reused
 
@@ -63,12 +64,18 @@ def load(path: Path, key: dict) -> Raw | None:
 
 def save(path: Path, key: dict, raw: Raw) -> None:
     """Write the arrays atomically: readers see the old file, or none, or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({"key": key, "count": len(raw.x)})
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(
-                f, x=raw.x, y=raw.y, keys=raw.keys, official=raw.official,
-                class_names=np.array(raw.class_names, dtype=str),
-                skipped=np.array(raw.skipped, dtype=str), meta=np.array(meta),
-            )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(
+                    f, x=raw.x, y=raw.y, keys=raw.keys, official=raw.official,
+                    class_names=np.array(raw.class_names, dtype=str),
+                    skipped=np.array(raw.skipped, dtype=str), meta=np.array(meta),
+                )
+    except OSError as error:  # read-only home, disk full
+        raise UserError(
+            f"Cannot write the dataset cache {path} ({error.strerror or error}): free some space "
+            f"or point CNNZOO_HOME at a writable folder."
+        ) from None
