@@ -32,17 +32,20 @@ def _build(name: str, input_shape: str | None, classes: int | None):
 
 def models(pattern: str = typer.Argument("*", help="Shell-style filter, e.g. 'resnet*'.")) -> None:
     """Table of the registered models with their parameter counts at the default input."""
+    from cnnzoo.cost import total_macs
     from cnnzoo.models import list_models, model_info
 
     table = Table(title="cnnzoo models")
-    for column in ("name", "input", "classes", "parameters", "year", "description"):
-        table.add_column(column, justify="right" if column in ("classes", "parameters") else "left")
+    numeric = ("classes", "parameters", "GMACs")
+    for column in ("name", "input", "classes", "parameters", "GMACs", "year", "description"):
+        table.add_column(column, justify="right" if column in numeric else "left")
     for name in list_models(pattern):
         info = model_info(name)
-        params = info.build().count_params()
+        model = info.build()
         table.add_row(
-            name, "x".join(map(str, info.input_shape)), str(info.classes), f"{params:,}",
-            str(info.year), info.description,
+            name, "x".join(map(str, info.input_shape)), str(info.classes),
+            f"{model.count_params():,}", f"{total_macs(model) / 1e9:.3f}", str(info.year),
+            info.description,
         )
     console.print(table)
 

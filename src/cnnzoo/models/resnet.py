@@ -28,7 +28,7 @@ from keras import layers
 
 from cnnzoo.errors import UserError
 from cnnzoo.layers import (
-    SHORTCUTS, basic_block, bottleneck_block, channel_axis, preact_bottleneck_block, seeded_glorot,
+    HE_NORMAL, SHORTCUTS, basic_block, bottleneck_block, channel_axis, preact_bottleneck_block, seeded_glorot,
 )
 from cnnzoo.models.common import backbone_pooling, check_arguments
 from cnnzoo.models.registry import register_model
@@ -95,7 +95,7 @@ def _resnet(
     include_top: bool = True,
     pooling=None,
     classifier_activation="softmax",
-    kernel_initializer="he_normal",
+    kernel_initializer=HE_NORMAL,
     min_size: int = 1,
 ):
     """The one ResNet builder: `kind` in BLOCKS, `blocks_per_stage` a tuple, stem 'imagenet',
