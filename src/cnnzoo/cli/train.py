@@ -1,0 +1,83 @@
+"""`cnnzoo train | evaluate | predict`: the course's workflow on real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cnnzoo.cli import add_commands
+from cnnzoo.cli.args import parse_shape
+
+console = Console()
+
+
+def train(
+    model: str = typer.Argument(..., help="Registered model name (see `cnnzoo models`)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="signs, smiles, mnist, folder:PATH, h5:TRAIN.h5[,TEST.h5]."),
+    epochs: int = typer.Option(None, help="Default: the model's recipe."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Default: the model's recipe."),
+    lr: float = typer.Option(None, help="Peak learning rate (Adam, cosine decay)."),
+    seed: int = typer.Option(0, help="Seed for weights, shuffling and augmentation."),
+    validation: float = typer.Option(0.1, help="Share of training images used to pick the best epoch."),
+    precision: str = typer.Option("auto", help="fp32, bf16 or fp16 (auto: bf16 on GPU, fp32 on CPU)."),
+    out: Path = typer.Option(None, help="Run folder (default runs/MODEL-DATASET-sSEED)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch."),
+) -> None:
+    """Train MODEL on DATASET, keep the best epoch, evaluate it on the test split."""
+    from cnnzoo.train import TrainConfig, train as run_training
+
+    config = TrainConfig(model, dataset, epochs, batch_size, lr, seed, validation, precision,
+                         str(out) if out else None)
+    try:
+        metrics = run_training(config, resume=resume)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: finished epochs are saved; continue with --resume.")
+        raise typer.Exit(130) from None
+    _print_metrics(metrics["test"], f"test ({metrics['test']['images']} images)")
+    console.print(f"run folder: {config.resolved().out if not out else out}")
+
+
+def evaluate(
+    model_file: Path = typer.Argument(..., help="A .keras/.h5 file or a run folder."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Default: the run's own dataset."),
+    split: str = typer.Option("test", help="test, val or train."),
+    confusion: Path = typer.Option(None, help="Write the confusion matrix picture here."),
+    arch: str = typer.Option(None, help="Architecture of a weights-only file."),
+    unsafe: bool = typer.Option(False, "--unsafe", help="Allow model files that can run code (Lambda layers)."),
+) -> None:
+    """Loss, accuracy, per-class table and confusion matrix of a trained model."""
+    from cnnzoo.predict import evaluate_file
+
+    result = evaluate_file(model_file, dataset=dataset, split=split, confusion=confusion,
+                           arch=arch, unsafe=unsafe)
+    _print_metrics(result, f"{split} ({result['images']} images)")
+
+
+def predict(
+    model_file: Path = typer.Argument(..., help="A .keras/.h5 file or a run folder."),
+    images: list[Path] = typer.Argument(..., help="Image files (any size; resized like training)."),
+    arch: str = typer.Option(None, help="Architecture of a weights-only file."),
+    input_shape: str = typer.Option(None, "--input-shape", help="Input of a weights-only file."),
+    unsafe: bool = typer.Option(False, "--unsafe", help="Allow model files that can run code (Lambda layers)."),
+) -> None:
+    """Predicted class and probability vector [p(0) ... p(K-1)] for each image."""
+    from cnnzoo.predict import format_prediction, predict_files
+
+    for prediction in predict_files(model_file, images, arch=arch, unsafe=unsafe,
+                                    input_shape=parse_shape(input_shape)):
+        console.print(format_prediction(prediction), highlight=False)
+
+
+def _print_metrics(result: dict, title: str) -> None:
+    console.print(f"{title}: loss {result['loss']:.4f}, accuracy {result['accuracy']:.2%}")
+    table = Table("class", "precision", "recall", "support")
+    for row in result["per_class"]:
+        table.add_row(row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", str(row["support"]))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    add_commands(app, train, evaluate, predict)

@@ -1,0 +1,74 @@
+"""Metrics from predicted probabilities: loss, accuracy, per-class table, confusion matrix.
+
+Computed from probabilities in NumPy rather than `model.evaluate`, so a model loaded
+without its compile state (a legacy .h5, an ensemble, a multi-crop average) is scored the
+same way as a freshly trained one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnzoo.errors import UserError
+
+EPS = 1e-7
+
+
+def predict_proba(model, x: np.ndarray, *, batch_size: int = 64, scale_pixels: bool = False) -> np.ndarray:
+    """(N, K) class probabilities; a single sigmoid unit becomes [p(0), p(1)]."""
+    if scale_pixels:
+        x = x.astype("float32") / 255.0
+    p = model.predict(x, batch_size=batch_size, verbose=0)
+    if isinstance(p, (list, tuple, dict)):  # models with auxiliary heads: the main output
+        p = list(p.values())[0] if isinstance(p, dict) else p[0]
+    p = np.asarray(p, dtype="float64").reshape(len(x), -1)
+    if p.shape[1] == 1:
+        p = np.concatenate([1.0 - p, p], axis=1)
+    return p
+
+
+def check_classes(proba_width: int, class_names, model_name: str) -> None:
+    """Refuse a model whose outputs do not match the dataset's classes."""
+    if proba_width != len(class_names):
+        raise UserError(
+            f"The model {model_name} predicts {proba_width} classes but the dataset has "
+            f"{len(class_names)} ({', '.join(map(str, class_names))}): evaluate it on the dataset "
+            "it was trained on, or retrain it with `cnnzoo train`."
+        )
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> np.ndarray:
+    """Rows are true classes, columns predicted classes."""
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    return matrix
+
+
+def classification_metrics(y_true, proba: np.ndarray, class_names) -> dict:
+    """Loss (cross-entropy), accuracy, per-class precision/recall/support, confusion matrix."""
+    y_true = np.asarray(y_true)
+    if y_true.ndim == 2:  # one-hot
+        y_true = y_true.argmax(axis=1)
+    y_true = y_true.astype(np.int64).ravel()
+    y_pred = proba.argmax(axis=1)
+    matrix = confusion_matrix(y_true, y_pred, len(class_names))
+    predicted, support = matrix.sum(axis=0), matrix.sum(axis=1)
+    hits = np.diag(matrix)
+    per_class = [
+        {
+            "class": str(name),
+            "precision": float(hits[k] / predicted[k]) if predicted[k] else 0.0,
+            "recall": float(hits[k] / support[k]) if support[k] else 0.0,
+            "support": int(support[k]),
+        }
+        for k, name in enumerate(class_names)
+    ]
+    loss = -np.mean(np.log(np.clip(proba[np.arange(len(y_true)), y_true], EPS, 1.0)))
+    return {
+        "loss": float(loss),
+        "accuracy": float(np.mean(y_pred == y_true)),
+        "images": int(len(y_true)),
+        "per_class": per_class,
+        "confusion_matrix": matrix.tolist(),
+        "class_names": [str(c) for c in class_names],
+    }

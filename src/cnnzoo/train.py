@@ -1,0 +1,192 @@
+"""The fit recipe: from a model name and a dataset name to a complete run folder.
+
+Images stay uint8 in memory; the model itself scales them (a Rescaling layer in front of
+the architecture), so scaling and casting run inside the training step on the device and
+the saved model carries its own preprocessing: predict feeds it plain pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from cnnzoo import atomic, backend, runs
+from cnnzoo.errors import UserError
+from cnnzoo.evaluate import classification_metrics, predict_proba
+from cnnzoo.models import model_info
+from cnnzoo.report import plot_confusion, plot_curves
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Per-model training defaults, chosen on the validation split (never the test split)."""
+
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3  # Adam's peak learning rate, decayed to 0 on a cosine over the run
+    shift: float = 0.0  # random translation (fraction of the image) while training; 0 = off
+
+
+RECIPES = {
+    "happy": Recipe(epochs=20, batch_size=32, lr=1e-3),
+    "resnet50": Recipe(epochs=30, batch_size=32, lr=1e-3, shift=0.1),
+}
+DEFAULT_RECIPE = Recipe()
+PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str  # registered model name (`cnnzoo models`)
+    dataset: str  # registered dataset, folder:PATH or h5:TRAIN.h5[,TEST.h5]
+    epochs: int | None = None  # None: the model's recipe
+    batch_size: int | None = None  # None: the model's recipe
+    lr: float | None = None  # None: the model's recipe
+    seed: int = 0  # weights, shuffling and augmentation; the data splits never change
+    validation: float = 0.1  # share of the training images held out to pick the best epoch
+    precision: str = "auto"  # fp32 | bf16 | fp16; auto = bf16 on a GPU, fp32 on a CPU
+    out: str | None = None  # run folder; None: runs/{model}-{dataset}-s{seed}
+
+    def resolved(self) -> "TrainConfig":
+        """Fill every None/auto from the model's recipe and the device."""
+        recipe = RECIPES.get(self.model, DEFAULT_RECIPE)
+        precision = self.precision
+        if precision == "auto":
+            precision = "bf16" if backend.has_accelerator() else "fp32"
+        if precision not in PRECISIONS:
+            raise UserError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)} or auto.")
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.dataset).strip("_")
+        return dataclasses.replace(
+            self,
+            epochs=self.epochs or recipe.epochs,
+            batch_size=self.batch_size or recipe.batch_size,
+            lr=self.lr or recipe.lr,
+            precision=precision,
+            out=self.out or f"runs/{self.model}-{slug}-s{self.seed}",
+        )
+
+
+def output_units(model_classes: int, dataset_classes: int) -> int:
+    """A one-unit (sigmoid) model keeps one unit on two-class data; otherwise one per class."""
+    return 1 if model_classes == 1 and dataset_classes == 2 else dataset_classes
+
+
+def build_training_model(name: str, image_shape, classes: int, shift: float = 0.0) -> keras.Model:
+    """uint8 pixels -> Rescaling(1/255) -> [augmentation] -> the registered architecture."""
+    arch = model_info(name).build(input_shape=tuple(image_shape), classes=classes)
+    pixels = keras.Input(tuple(image_shape), dtype="uint8", name="pixels")
+    x = keras.layers.Rescaling(1 / 255, name="scale")(pixels)
+    if shift:
+        x = keras.layers.RandomTranslation(shift, shift, fill_mode="nearest", name="random_shift")(x)
+    return keras.Model(pixels, arch(x), name=f"cnnzoo_{name}")
+
+
+def compile_for(model: keras.Model, config: TrainConfig, steps: int) -> None:
+    units = model.outputs[0].shape[-1]
+    loss = "binary_crossentropy" if units == 1 else "sparse_categorical_crossentropy"
+    heads = len(model.outputs)
+    schedule = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=max(1, steps * config.epochs))
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=[loss] * heads if heads > 1 else loss,
+        # Auxiliary classifiers (GoogLeNet) count 0.3 each, as in the paper.
+        loss_weights=[1.0] + [0.3] * (heads - 1) if heads > 1 else None,
+        metrics=[["accuracy"]] + [[] for _ in range(heads - 1)] if heads > 1 else ["accuracy"],
+    )
+
+
+def _targets(y: np.ndarray, model: keras.Model):
+    y = y.astype("float32").reshape(-1, 1) if model.outputs[0].shape[-1] == 1 else y
+    return tuple([y] * len(model.outputs)) if len(model.outputs) > 1 else y
+
+
+def _prepare_folder(config: TrainConfig, resume: bool) -> tuple[TrainConfig, Path]:
+    run = Path(config.out)
+    if resume:
+        stored = runs.read_config(run)
+        return TrainConfig(**stored["train"]), run
+    if (run / runs.CONFIG).exists():
+        raise UserError(
+            f"The run folder {run} already holds a run: continue it with --resume, or choose "
+            "another folder with --out."
+        )
+    run.mkdir(parents=True, exist_ok=True)
+    return config, run
+
+
+def train(config: TrainConfig, *, resume: bool = False, verbose="auto") -> dict:
+    """Train, keep the best epoch, evaluate it on the test split; return metrics.json's dict."""
+    from cnnzoo.datasets import load
+
+    config, run = _prepare_folder(config.resolved(), resume)
+    info = model_info(config.model)
+    height, width, channels = info.input_shape
+    data = load(config.dataset, image_size=(height, width), channels=channels, validation=config.validation)
+    classes = output_units(info.classes, len(data.class_names))
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy(PRECISIONS[config.precision])
+    recipe = RECIPES.get(config.model, DEFAULT_RECIPE)
+
+    if resume and (run / runs.LAST).exists():
+        model = keras.saving.load_model(run / runs.LAST)  # weights and optimizer state
+    else:
+        model = build_training_model(config.model, data.image_shape, classes, recipe.shift)
+        compile_for(model, config, steps=int(np.ceil(len(data.train.x) / config.batch_size)))
+    if not resume:
+        atomic.write_json(run / runs.CONFIG, {
+            "train": dataclasses.asdict(config), "recipe": dataclasses.asdict(recipe),
+            "class_names": list(data.class_names), "preprocessing": data.preprocessing,
+            "output_units": classes,
+        })
+
+    history = runs.read_history(run)
+    done = len(history.get("epoch", []))
+    validation = (data.val.x, _targets(data.val.y, model)) if data.val is not None else None
+    started = time.perf_counter()
+    if done < config.epochs:
+        model.fit(
+            data.train.x, _targets(data.train.y, model), batch_size=config.batch_size,
+            epochs=config.epochs, initial_epoch=done, validation_data=validation,
+            callbacks=[runs.RunRecorder(run, history, "val_accuracy" if validation else "accuracy")],
+            verbose=verbose,
+        )
+    wall = time.perf_counter() - started
+    return finish_run(run, config, data, wall)
+
+
+def finish_run(run: Path, config: TrainConfig, data, wall: float) -> dict:
+    """Evaluate the best model on the test split and write metrics.json and the pictures."""
+    history = runs.read_history(run)
+    best = keras.saving.load_model(run / runs.BEST)
+    test = classification_metrics(data.test.y, predict_proba(best, data.test.x), data.class_names)
+    epoch_times = history.get("epoch_time", [])
+    monitor = history.get("val_accuracy") or history.get("accuracy") or [0]
+    metrics = {
+        "model": config.model,
+        "dataset": config.dataset,
+        "test": test,
+        "best_epoch": int(np.argmax(monitor)) + 1,
+        "epochs": len(epoch_times),
+        "train_images": int(len(data.train.x)),
+        "wall_time_s": round(sum(epoch_times), 2),
+        "session_time_s": round(wall, 2),
+        "images_per_s": round(len(data.train.x) / float(np.median(epoch_times)), 1) if epoch_times else None,
+        "backend": keras.backend.backend(),
+        "devices": backend.devices(),
+        "precision": config.precision,
+        "versions": backend.versions(),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic.write_json(run / runs.METRICS, metrics)
+    title = f"{config.model} on {config.dataset}"
+    plot_curves(history, run / runs.CURVES, title)
+    plot_confusion(test["confusion_matrix"], data.class_names, run / runs.CONFUSION,
+                   f"{title}: test accuracy {test['accuracy']:.1%}")
+    return metrics

@@ -1,0 +1,241 @@
+"""train / evaluate / predict on tiny data of the tests' own: run folders, resume after a
+kill, prediction formats, safe loading of model files, and the errors users meet."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cnnzoo import HappyModel, runs
+from cnnzoo.cli import app
+from cnnzoo.modelio import load_model
+from cnnzoo.train import TrainConfig, train
+
+runner = CliRunner()
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+
+
+def make_folder(root, classes, per_class=12, size=24):
+    """Class folders of small PNGs whose colour depends on the class (easy to learn)."""
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            base = np.full((size, size, 3), 40 + 80 * k, dtype=np.int16)
+            noise = rng.integers(-20, 20, (size, size, 3))
+            Image.fromarray(np.clip(base + noise, 0, 255).astype("uint8")).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return {
+        "three": make_folder(root / "three", ["circle", "square", "star"]),
+        "two": make_folder(root / "two", ["frown", "smile"]),
+    }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CNNZOO_HOME", str(tmp_path_factory.mktemp("home")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def softmax_run(folders, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "softmax"
+    result = invoke("train", "happy", "--dataset", f"folder:{folders['three']}", "--epochs", 2,
+                    "--batch-size", 8, "--out", out)
+    assert result.exit_code == 0, result.output
+    return out, result.stdout
+
+
+@pytest.fixture(scope="module")
+def sigmoid_run(folders, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "sigmoid"
+    train(TrainConfig("happy", f"folder:{folders['two']}", epochs=2, batch_size=8, out=str(out)), verbose=0)
+    return out
+
+
+def test_run_folder_holds_everything_needed(softmax_run):
+    out, stdout = softmax_run
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["model.keras", "last.keras", "history.csv", "metrics.json", "config.json", "curves.png", "confusion.png"]
+    )
+    history = runs.read_history(out)
+    assert history["epoch"] == [1.0, 2.0]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_time"} <= set(history)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["test"]) >= {"loss", "accuracy", "per_class", "confusion_matrix"}
+    assert [row["class"] for row in metrics["test"]["per_class"]] == ["circle", "square", "star"]
+    assert np.array(metrics["test"]["confusion_matrix"]).shape == (3, 3)
+    assert np.array(metrics["test"]["confusion_matrix"]).sum() == metrics["test"]["images"]
+    assert metrics["backend"] == keras.backend.backend()
+    assert metrics["versions"]["keras"] == keras.__version__
+    assert metrics["wall_time_s"] > 0 and metrics["images_per_s"] > 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["epochs"] == 2 and config["train"]["batch_size"] == 8
+    assert config["train"]["precision"] == "fp32"  # CPU default
+    assert config["class_names"] == ["circle", "square", "star"]
+    for picture in ("curves.png", "confusion.png"):
+        assert (out / picture).read_bytes()[:8] == PNG
+    assert "test (" in stdout and "accuracy" in stdout
+
+
+def test_saved_model_scales_pixels_itself(softmax_run):
+    model = load_model(softmax_run[0])
+    assert model.inputs[0].dtype == "uint8"
+    assert isinstance(model.get_layer("scale"), keras.layers.Rescaling)
+    assert model.get_layer("HappyModel").output.shape[-1] == 3
+
+
+def test_an_existing_run_is_not_overwritten(softmax_run, folders):
+    out = softmax_run[0]
+    before = (out / "model.keras").read_bytes()
+    result = invoke("train", "happy", "--dataset", f"folder:{folders['three']}", "--out", out)
+    assert result.exit_code == 2
+    assert f"The run folder {out} already holds a run: continue it with --resume" in result.stderr
+    assert (out / "model.keras").read_bytes() == before
+
+
+def test_resume_after_a_kill_continues_from_the_last_finished_epoch(folders, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "cnnzoo", "train", "happy", "--dataset", f"folder:{folders['three']}",
+               "--epochs", "8", "--batch-size", "4", "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while runs.finished_epochs(out) < 1 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = runs.finished_epochs(out)
+    assert 1 <= killed_at < 8, "the run must be killed part-way"
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "no temp file is left"
+    assert keras.saving.load_model(out / "last.keras") is not None  # intact after the kill
+
+    metrics = train(TrainConfig("happy", "ignored", out=str(out)), resume=True, verbose=0)
+    history = runs.read_history(out)
+    assert history["epoch"] == [float(e) for e in range(1, 9)]
+    steps_per_epoch = int(np.ceil(json.loads((out / "metrics.json").read_text())["train_images"] / 4))
+    last = keras.saving.load_model(out / "last.keras")
+    assert int(keras.ops.convert_to_numpy(last.optimizer.iterations)) == 8 * steps_per_epoch
+    assert metrics["epochs"] == 8
+
+
+def test_resume_needs_a_run_folder(tmp_path):
+    result = invoke("train", "happy", "--dataset", "signs", "--out", tmp_path, "--resume")
+    assert result.exit_code == 2
+    assert f"{tmp_path} is not a cnnzoo run folder: it has no config.json." in result.stderr
+
+
+def test_predict_softmax_prints_class_and_probability_vector(softmax_run, folders):
+    image = folders["three"] / "star" / "0.png"
+    result = invoke("predict", softmax_run[0], image)
+    assert result.exit_code == 0, result.output
+    line = result.stdout.strip()
+    assert line.startswith(f"{image}: ")
+    vector = [float(v) for v in line[line.index("[") + 1 : line.index("]")].split()]
+    assert len(vector) == 3
+    assert sum(vector) == pytest.approx(1.0, abs=1e-3)
+    predicted = line.split(": ")[1].split(" ")[0]
+    assert predicted == ["circle", "square", "star"][int(np.argmax(vector))]
+
+
+def test_predict_sigmoid_prints_probability_of_the_positive_class(sigmoid_run, folders, tmp_path):
+    big = tmp_path / "big.jpg"  # any size: resized like training
+    Image.open(folders["two"] / "smile" / "1.png").resize((300, 200)).convert("RGB").save(big)
+    result = invoke("predict", sigmoid_run / "model.keras", big)
+    assert result.exit_code == 0, result.output
+    head, decision = result.stdout.strip().rsplit(" -> ", 1)
+    assert head.startswith(f"{big}: p(smile) = ")
+    p = float(head.rsplit("= ", 1)[1])
+    assert 0.0 <= p <= 1.0
+    assert decision == ("smile" if p >= 0.5 else "frown")
+
+
+def test_evaluate_a_run_on_its_own_dataset(softmax_run, tmp_path):
+    picture = tmp_path / "cm.png"
+    result = invoke("evaluate", softmax_run[0], "--confusion", picture)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((softmax_run[0] / "metrics.json").read_text())["test"]
+    assert f"accuracy {saved['accuracy']:.2%}" in result.stdout
+    assert picture.read_bytes()[:8] == PNG
+
+
+def _lambda_model():
+    inputs = keras.Input((8,))
+    return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Lambda(lambda t: t * 2.0)(inputs)))
+
+
+def test_safe_mode_refuses_a_keras_file_with_a_lambda(tmp_path):
+    path = tmp_path / "lambda.keras"
+    _lambda_model().save(path)
+    result = invoke("evaluate", path, "--dataset", "signs")
+    assert result.exit_code == 2
+    assert f"{path} contains a layer that can run arbitrary code (a Lambda)" in result.stderr
+    assert "--unsafe" in result.stderr
+    assert load_model(path, unsafe=True).count_params() == 18
+
+
+def test_legacy_h5_full_model_loads_and_predicts_the_same(tmp_path):
+    model = HappyModel()
+    path = tmp_path / "happy.h5"
+    model.save(path)  # Keras' legacy HDF5 saver, the format of the course's ResNet50.h5
+    x = np.random.default_rng(0).random((2, 64, 64, 3), dtype="float32")
+    loaded = load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
+
+
+def test_legacy_h5_with_a_lambda_is_refused_without_unsafe(tmp_path):
+    path = tmp_path / "lambda.h5"
+    _lambda_model().save(path)
+    with pytest.raises(ValueError, match=r"contains layers that can run arbitrary code \(Lambda\)"):
+        load_model(path)
+
+
+def test_weights_only_file_needs_and_uses_an_architecture(tmp_path):
+    model = HappyModel()
+    path = tmp_path / "happy.weights.h5"
+    model.save_weights(path)
+    with pytest.raises(ValueError, match="holds weights only: name the architecture they belong to with --arch"):
+        load_model(path)
+    loaded = load_model(path, arch="happy")
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_missing_model_file(tmp_path):
+    result = invoke("predict", tmp_path / "nope.keras", tmp_path / "x.png")
+    assert result.exit_code == 2
+    assert f"Model file {tmp_path / 'nope.keras'} does not exist" in result.stderr
+
+
+def test_image_that_cannot_be_decoded(softmax_run, tmp_path):
+    bad = tmp_path / "photo.png"
+    bad.write_text("not an image")
+    result = invoke("predict", softmax_run[0], bad)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: The file {bad} ")
+    assert "give a JPEG or PNG image" in result.stderr
+
+
+def test_model_and_dataset_classes_must_match(softmax_run, folders):
+    result = invoke("evaluate", softmax_run[0], "--dataset", f"folder:{folders['two']}")
+    assert result.exit_code == 2
+    assert "predicts 3 classes but the dataset has 2 (frown, smile)" in result.stderr
