@@ -39,6 +39,7 @@ RECIPES = {
     "resnet50": Recipe(epochs=30, batch_size=32, lr=1e-3, shift=0.1),
 }
 DEFAULT_RECIPE = Recipe()
+SCHEDULES = ("cosine", "constant")
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
@@ -52,6 +53,7 @@ class TrainConfig:
     seed: int = 0  # weights, shuffling and augmentation; the data splits never change
     validation: float = 0.1  # share of the training images held out to pick the best epoch
     precision: str = "auto"  # fp32 | bf16 | fp16; auto = bf16 on a GPU, fp32 on a CPU
+    schedule: str = "cosine"  # cosine decay to 0 over the run, or "constant" (the course's Adam)
     out: str | None = None  # run folder; None: runs/{model}-{dataset}-s{seed}
 
     def resolved(self) -> "TrainConfig":
@@ -92,9 +94,13 @@ def compile_for(model: keras.Model, config: TrainConfig, steps: int) -> None:
     units = model.outputs[0].shape[-1]
     loss = "binary_crossentropy" if units == 1 else "sparse_categorical_crossentropy"
     heads = len(model.outputs)
-    schedule = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=max(1, steps * config.epochs))
+    if config.schedule not in SCHEDULES:
+        raise UserError(f"Unknown schedule {config.schedule!r}: use one of {', '.join(SCHEDULES)}.")
+    lr = config.lr
+    if config.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=max(1, steps * config.epochs))
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
+        optimizer=keras.optimizers.Adam(lr),
         loss=[loss] * heads if heads > 1 else loss,
         # Auxiliary classifiers (GoogLeNet) count 0.3 each, as in the paper.
         loss_weights=[1.0] + [0.3] * (heads - 1) if heads > 1 else None,
@@ -169,6 +175,7 @@ def finish_run(run: Path, config: TrainConfig, data, wall: float) -> dict:
     epoch_times = history.get("epoch_time", [])
     monitor = history.get("val_accuracy") or history.get("accuracy") or [0]
     metrics = {
+        "run": str(run),
         "model": config.model,
         "dataset": config.dataset,
         "test": test,

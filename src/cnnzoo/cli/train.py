@@ -23,21 +23,23 @@ def train(
     seed: int = typer.Option(0, help="Seed for weights, shuffling and augmentation."),
     validation: float = typer.Option(0.1, help="Share of training images used to pick the best epoch."),
     precision: str = typer.Option("auto", help="fp32, bf16 or fp16 (auto: bf16 on GPU, fp32 on CPU)."),
+    schedule: str = typer.Option("cosine", help="Learning rate: cosine (decay to 0) or constant."),
     out: Path = typer.Option(None, help="Run folder (default runs/MODEL-DATASET-sSEED)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch."),
 ) -> None:
     """Train MODEL on DATASET, keep the best epoch, evaluate it on the test split."""
     from cnnzoo.train import TrainConfig, train as run_training
 
-    config = TrainConfig(model, dataset, epochs, batch_size, lr, seed, validation, precision,
-                         str(out) if out else None)
+    config = TrainConfig(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                         validation=validation, precision=precision, schedule=schedule,
+                         out=str(out) if out else None)
     try:
         metrics = run_training(config, resume=resume)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished epochs are saved; continue with --resume.")
         raise typer.Exit(130) from None
     _print_metrics(metrics["test"], f"test ({metrics['test']['images']} images)")
-    console.print(f"run folder: {config.resolved().out if not out else out}")
+    console.print(f"run folder: {metrics['run']}")
 
 
 def evaluate(

@@ -1,0 +1,98 @@
+"""Issue 4's targets, 3 seeds each, on each dataset's test split (never used for choices):
+
+- HappyModel (SPEC §1) on smiles, 3-channel 64x64: test accuracy >= 93%;
+- ResNet50 (SPEC §2) on signs: >= 97%, default recipe under 15 minutes on the 2-core CPU;
+- and the course's own recipe (Adam 1e-3, 2 epochs, batch 32, no validation) for comparison
+  with its 17-19%.
+
+    python experiments/train_targets.py [--seeds 3] [--only resnet50]
+
+Writes the table into docs/RESULTS.md (section train_targets) and keeps the runs in
+runs/experiments/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import cnnzoo  # noqa: E402,F401  (selects the backend)
+from common import ROOT, machine, write_section  # noqa: E402
+
+from cnnzoo.train import TrainConfig, train  # noqa: E402
+
+# (label, model, dataset, target, overrides of the model's default recipe)
+STUDIES = [
+    ("HappyModel, default recipe", "happy", "smiles", 0.93, {}),
+    ("ResNet50, default recipe", "resnet50", "signs", 0.97, {}),
+    ("ResNet50, the course's recipe (2 epochs, constant lr, no validation)", "resnet50", "signs", None,
+     {"epochs": 2, "batch_size": 32, "lr": 1e-3, "schedule": "constant", "validation": 0.0}),
+]
+
+
+def run_study(label, model, dataset, target, overrides, seeds) -> dict:
+    results = []
+    for seed in range(seeds):
+        slug = f"{model}-{dataset}-{'course' if overrides else 'default'}-s{seed}"
+        out = ROOT / "runs" / "experiments" / slug
+        if (out / "metrics.json").exists():
+            metrics = json.loads((out / "metrics.json").read_text())
+        else:
+            resume = (out / "config.json").exists()
+            metrics = train(TrainConfig(model, dataset, seed=seed, out=str(out), **overrides), resume=resume, verbose=2)
+        results.append(metrics)
+        print(f"{label} seed {seed}: test accuracy {metrics['test']['accuracy']:.2%}, "
+              f"{metrics['wall_time_s']:.0f} s", flush=True)
+    accuracies = [m["test"]["accuracy"] for m in results]
+    times = [m["wall_time_s"] for m in results]
+    return {
+        "label": label, "dataset": dataset, "target": target, "accuracies": accuracies,
+        "mean": statistics.mean(accuracies), "std": statistics.pstdev(accuracies),
+        "time": statistics.mean(times), "epoch_time": statistics.mean(
+            m["wall_time_s"] / max(1, m["epochs"]) for m in results),
+        "epochs": results[0]["epochs"], "images": results[0]["test"]["images"],
+    }
+
+
+def table(rows) -> str:
+    lines = [
+        "| model and recipe | dataset | epochs | test accuracy, mean ± sd (per seed) | target | met | train time per run | per epoch |",
+        "| --- | --- | ---: | --- | ---: | --- | ---: | ---: |",
+    ]
+    for r in rows:
+        per_seed = ", ".join(f"{a:.1%}" for a in r["accuracies"])
+        met = "—" if r["target"] is None else ("yes" if r["mean"] >= r["target"] else "**no**")
+        target = "—" if r["target"] is None else f"≥ {r['target']:.0%}"
+        lines.append(
+            f"| {r['label']} | {r['dataset']} ({r['images']} test images) | {r['epochs']} | "
+            f"{r['mean']:.1%} ± {r['std']:.1%} ({per_seed}) | {target} | {met} | "
+            f"{r['time'] / 60:.1f} min | {r['epoch_time']:.0f} s |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--only", help="run only the studies of this model")
+    args = parser.parse_args()
+    rows = [run_study(*study, args.seeds) for study in STUDIES if not args.only or study[1] == args.only]
+    write_section("train_targets", f"""
+## Training targets (issue 4)
+
+`python experiments/train_targets.py --seeds {args.seeds}` — {machine()}.
+Test splits are used only for this table; the best epoch is chosen on a validation split
+(10% of the training images). Times are training wall time (all epochs, validation included)
+on a machine shared with other work, so they are upper bounds.
+
+{table(rows)}
+""")
+
+
+if __name__ == "__main__":
+    main()
