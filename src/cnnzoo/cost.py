@@ -91,24 +91,32 @@ def _shapes(tensors) -> list[tuple]:
     return [tuple(t.shape) for t in keras.tree.flatten(tensors)]
 
 
-def _calls(layer):
+def _graph_nodes(model) -> dict:
+    """Each layer's calls inside this model's graph (not calls made for other models)."""
+    graph = getattr(model, "_functional", None) or model  # a built Sequential wraps a Functional
+    calls: dict[int, list] = {}
+    for nodes in getattr(graph, "_nodes_by_depth", {}).values():
+        for node in nodes:
+            calls.setdefault(id(node.operation), []).append(node)
+    return calls
+
+
+def _calls(layer, graph_nodes):
     """(input shapes, output shapes) of each call of `layer` in its model's graph."""
-    try:
-        return [(_shapes(layer.input), _shapes(layer.output))]
-    except (AttributeError, ValueError):  # a layer shared between several calls
-        return [(_shapes(n.input_tensors), _shapes(n.output_tensors)) for n in layer._inbound_nodes]
+    nodes = graph_nodes.get(id(layer)) or layer._inbound_nodes
+    return [(_shapes(n.input_tensors), _shapes(n.output_tensors)) for n in nodes]
 
 
 def layer_costs(model: keras.Model, prefix: str = "") -> list[LayerCost]:
     """One row per layer of a built model: name, type, output shape, parameters, MACs."""
-    rows = []
+    rows, graph_nodes = [], _graph_nodes(model)
     for layer in model.layers:
         if isinstance(layer, layers.InputLayer):
             continue
         if isinstance(layer, keras.Model):
             rows.extend(layer_costs(layer, prefix=f"{prefix}{layer.name}/"))
             continue
-        calls = _calls(layer)
+        calls = _calls(layer, graph_nodes)
         macs = sum(layer_macs(layer, x, y) for x, y in calls)
         outputs = [s[1:] for s in calls[0][1]]
         rows.append(LayerCost(
