@@ -1,0 +1,74 @@
+"""`cnnzoo serve`: a trained model behind a web page and a JSON API (the Happy House door)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from cnnzoo.cli import add_commands
+from cnnzoo.errors import UserError
+
+console = Console(highlight=False)
+
+
+def serve(
+    model_file: Path = typer.Argument(..., help="A .keras/.h5 file or a run folder (e.g. runs/happy-smiles-s0)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    threshold: float = typer.Option(0.5, help="p(class 1) from which a sigmoid model opens the door."),
+    max_mb: float = typer.Option(10.0, "--max-mb", help="Largest request body, in MB."),
+    max_megapixels: float = typer.Option(40.0, "--max-megapixels", help="Largest image, in millions of pixels."),
+    unsafe: bool = typer.Option(False, "--unsafe", help="Allow model files that can run code (Lambda layers)."),
+    ssl_certfile: Path = typer.Option(None, "--ssl-certfile", help="Serve HTTPS (browsers allow the camera only on https or localhost)."),
+    ssl_keyfile: Path = typer.Option(None, "--ssl-keyfile", help="Private key of --ssl-certfile."),
+) -> None:
+    """Serve MODEL_FILE: a page at / (webcam or file -> open or closed door) and POST /predict."""
+    try:
+        import uvicorn
+
+        from cnnzoo.modelio import resolve_model_path
+        from cnnzoo.serve.app import create_app
+        from cnnzoo.serve.model import check_threshold
+    except ImportError as error:
+        raise UserError(f"cnnzoo serve needs FastAPI and uvicorn ({error.name} is missing): "
+                        "install them with pip install 'cnnzoo[serve]'.") from None
+    if not 0 < port < 65536:
+        raise UserError(f"The port must be between 1 and 65535. Received: --port {port}")
+    if bool(ssl_certfile) != bool(ssl_keyfile):
+        raise UserError("HTTPS needs both --ssl-certfile and --ssl-keyfile.")
+    resolve_model_path(model_file)  # cheap checks first, then the port, then the slow load
+    check_threshold(threshold)
+    sock = _listen(host, port)  # before loading the model: a busy port fails fast
+    app = create_app(model_file, unsafe=unsafe, threshold=threshold, max_bytes=int(max_mb * 1024 * 1024),
+                     max_pixels=int(max_megapixels * 1_000_000))
+    served = app.state.served
+    scheme = "https" if ssl_certfile else "http"
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"Serving {served.name} ({served.architecture}, classes: {', '.join(served.class_names)}) "
+                  f"at {scheme}://{shown}:{port}/  (API: /predict, /model, /health, /openapi.json; Ctrl+C stops)",
+                  soft_wrap=True)
+    config = uvicorn.Config(app, log_level="info", ssl_certfile=ssl_certfile and str(ssl_certfile),
+                            ssl_keyfile=ssl_keyfile and str(ssl_keyfile))
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise UserError(f"Cannot listen on {host}:{port} ({error.strerror or error}): choose another "
+                        "--port or --host.") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def register(app: typer.Typer) -> None:
+    add_commands(app, serve)

@@ -1,0 +1,274 @@
+"""The Happy House door as a web service: `create_app(model)` -> a FastAPI app.
+
+    GET  /          the page (static files of this package; no build step, no CDN)
+    POST /predict   an image (multipart field `file`, or a raw image/* body) -> JSON
+    GET  /model     what is served: architecture, input shape, classes, its run's metrics
+    GET  /health    liveness and counters
+    GET  /openapi.json
+
+Every refused request gets a 4xx status and `{"error": "<one sentence>", "status": N}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Literal
+
+import anyio
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cnnzoo.serve.model import MAX_BYTES, MAX_PIXELS, RequestError, ServedModel
+
+STATIC = resources.files("cnnzoo.serve") / "static"
+RAW_TYPES = ("application/octet-stream", "")  # plus any image/*
+ANSWER_TIMEOUT_S = 30.0
+# The page loads only its own files; images it shows are data:/blob: URLs, video a camera stream.
+PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
+               "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+
+# -- response schemas (they make the OpenAPI document useful) ----------------------------------
+class ClassScore(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    class_: str = Field(alias="class")
+    index: int
+    probability: float
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str = Field(description="First 12 hex digits of the model file's SHA-256.")
+    architecture: str
+
+
+class ImageInfo(BaseModel):
+    format: str | None
+    width: int
+    height: int
+    bytes: int
+
+
+class Prediction(BaseModel):
+    model: ModelRef
+    classes: list[str]
+    probabilities: list[float] = Field(description="One per class, in the order of `classes`.")
+    prediction: ClassScore
+    top: list[ClassScore] = Field(description="Up to 5 classes, most probable first.")
+    happy: bool | None = Field(None, description="Sigmoid models only: p_happy >= threshold.")
+    p_happy: float | None = Field(None, description="Sigmoid models only: p(class 1).")
+    door: Literal["open", "closed"] | None = Field(None, description="Sigmoid models only.")
+    threshold: float | None = None
+    positive_class: str | None = None
+    image: ImageInfo
+    preview: str | None = Field(None, description="With ?preview=true: the model's input as a PNG data URL.")
+    elapsed_ms: float
+
+
+class ErrorBody(BaseModel):
+    error: str
+    status: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model: str
+    version: str
+    uptime_s: float
+    predictions: int
+    refused: int
+    failed: int
+    queued: int
+
+
+ERRORS = {code: {"model": ErrorBody, "description": why} for code, why in {
+    400: "Empty body, or a multipart body without a `file` upload",
+    413: "Body over the byte limit, or an image over the pixel limit",
+    415: "Content type other than multipart/form-data, image/* or application/octet-stream",
+    422: "Not an image, or a corrupt or truncated one",
+    503: "The server is shutting down or the model did not answer in time",
+}.items()}
+
+PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The image, as a multipart upload in the field `file` or as the raw body.",
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary"}}}},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+class _Counters:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.predictions = self.refused = self.failed = 0
+
+    def add(self, field: str) -> None:
+        with self._lock:
+            setattr(self, field, getattr(self, field) + 1)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to pass `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"The body is {int(declared):,} bytes, more than the limit of {limit:,}: "
+                                "send a smaller image.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"The body is more than the limit of {limit:,} bytes: send a smaller image.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _image_bytes(request: Request, limit: int) -> bytes:
+    """The uploaded image's bytes from a multipart form or a raw body."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    multipart = content_type == "multipart/form-data"
+    if not (multipart or content_type in RAW_TYPES or content_type.startswith("image/")):
+        raise RequestError(415, f"The content type {content_type} is not an image upload: send "
+                                "multipart/form-data with the image in the field 'file', or the raw image "
+                                "as image/* or application/octet-stream.")
+    body = await _read_body(request, limit)
+    if not multipart:
+        return body
+    if not body:
+        raise RequestError(400, "The request has no image: the body (or the uploaded file) is empty.")
+
+    async def replay():  # hand the already-read (size-checked) body to Starlette's parser
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=1, max_fields=10)
+    except (StarletteHTTPException, ValueError) as error:
+        why = getattr(error, "detail", None) or str(error)
+        raise RequestError(400, f"The multipart body cannot be parsed ({why}): send the image in the "
+                                "field 'file'.") from None
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise RequestError(400, "The multipart body has no file upload named 'file': send the image in "
+                                "the field 'file'.")
+    data = await upload.read()
+    await form.close()
+    return data
+
+
+def create_app(model_path, *, unsafe: bool = False, threshold: float = 0.5, max_bytes: int = MAX_BYTES,
+               max_pixels: int = MAX_PIXELS, max_batch: int = 32) -> FastAPI:
+    """The door service for a model file or run folder, loaded once with Keras' safe mode.
+
+    `unsafe=True` allows model files that can run code (Lambda layers); `threshold` is
+    p(class 1) from which a sigmoid model opens the door; `max_bytes` limits the request
+    body and `max_pixels` the image's width x height before it is decoded.
+    """
+    from cnnzoo import __version__ as cnnzoo_version
+
+    served = ServedModel(model_path, unsafe=unsafe, threshold=threshold, max_bytes=max_bytes,
+                         max_pixels=max_pixels, max_batch=max_batch)
+    counters = _Counters()
+    # Decoding runs in worker threads; this bounds how many images are in memory at once.
+    decode_slots = anyio.CapacityLimiter(4)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        served.close()
+
+    app = FastAPI(
+        title="cnnzoo serve: the Happy House door",
+        description=f"Serving {served.name} ({served.architecture}, classes: {', '.join(served.class_names)}).",
+        version=cnnzoo_version, lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # their pages load scripts from a CDN; /openapi.json stays
+    )
+    app.state.served = served
+    app.state.counters = counters
+
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, error: RequestError):
+        counters.add("refused")
+        return _error(error.status, error.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException):
+        message = {404: f"There is nothing at {request.url.path}: see /openapi.json for the API.",
+                   405: f"{request.method} is not allowed on {request.url.path}."}.get(error.status_code, str(error.detail))
+        return _error(error.status_code, message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, error: RequestValidationError):
+        counters.add("refused")
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(422, f"Invalid {where}: {first.get('msg', 'invalid value')}.")
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):
+        try:
+            response = await call_next(request)
+        except Exception:  # a bug, not the client's fault: say so in JSON, keep serving
+            counters.add("failed")
+            return _error(500, "The server failed to answer this request; it keeps serving others.")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if request.url.path == "/" or request.url.path.startswith("/static/"):
+            response.headers["Content-Security-Policy"] = PAGE_POLICY
+        return response
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(str(STATIC / "index.html"), media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.get("/health", response_model=Health, summary="Liveness and request counters")
+    async def health():
+        return Health(status="ok", model=served.name, version=served.version,
+                      uptime_s=round(time.time() - served.started, 1), predictions=counters.predictions,
+                      refused=counters.refused, failed=counters.failed, queued=served.batcher.pending())
+
+    @app.get("/model", summary="The served model: architecture, input, classes and its run's metrics")
+    async def model_info() -> dict:
+        return served.info()
+
+    @app.post("/predict", response_model=Prediction, response_model_exclude_none=True,
+              summary="Is the person happy? Class probabilities of one image",
+              responses=ERRORS, openapi_extra=PREDICT_BODY)
+    async def predict(request: Request,
+                      preview: bool = Query(False, description="Include the model's input as a PNG data URL.")):
+        started = time.perf_counter()
+        data = await _image_bytes(request, served.max_bytes)
+        array, image = await anyio.to_thread.run_sync(served.decode, data, limiter=decode_slots)
+        future = served.batcher.submit(array)
+        try:
+            proba = await asyncio.wait_for(asyncio.wrap_future(future), ANSWER_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise RequestError(503, f"The model did not answer within {ANSWER_TIMEOUT_S:.0f} s: "
+                                    "try again.") from None
+        result = served.answer(proba)
+        result["model"] = {"name": served.name, "version": served.version, "architecture": served.architecture}
+        result["image"] = image
+        if preview:
+            result["preview"] = served.preview(array)
+        result["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        counters.add("predictions")
+        return result
+
+    return app

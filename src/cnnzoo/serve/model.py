@@ -1,0 +1,288 @@
+"""The served model: loaded once, images decoded as training decodes them, and one thread
+that owns the model and answers requests in micro-batches.
+
+Why one inference thread: Keras models on the torch backend make no promise that
+concurrent `predict` calls are safe (layers keep per-call state, torch's thread pool is
+process-wide), and the JAX backend recompiles for every new batch shape. So no request
+thread ever touches the model. Requests put their decoded image on a queue; the worker
+takes everything waiting (up to `max_batch`), runs one forward pass and hands each request
+its own row. An idle server adds no delay (the worker never waits to fill a batch), and a
+busy one gets the throughput of batched inference (a batch of 16 costs ~5x one image, not
+16x, for HappyModel on a CPU).
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import hashlib
+import io
+import json
+import queue
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from cnnzoo import runs
+from cnnzoo.datasets.images import try_decode
+from cnnzoo.errors import UserError
+from cnnzoo.evaluate import check_classes
+from cnnzoo.modelio import load_model, resolve_model_path, takes_raw_pixels
+from cnnzoo.predict import input_geometry, run_config
+
+MAX_BYTES = 10 * 1024 * 1024  # request body limit: a phone photo is 2-8 MB
+MAX_PIXELS = 40_000_000  # decoded size limit: a 10 MB PNG can otherwise hold gigapixels
+TOP = 5  # classes listed for a softmax model
+
+
+class RequestError(Exception):
+    """A problem with one request: HTTP status and one sentence for the client."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class MicroBatcher:
+    """One worker thread runs `forward` on whatever requests are waiting, up to `max_batch`."""
+
+    def __init__(self, forward, max_batch: int = 32, pad_batches: bool = False):
+        self._forward = forward
+        self._max_batch = max_batch
+        self._pad = pad_batches  # round batch sizes up to powers of two (few shapes for JAX)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.batches = 0
+        self.largest_batch = 0
+
+    def submit(self, x: np.ndarray) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._lock:
+            if self._closed:
+                raise RequestError(503, "The server is shutting down: try again in a moment.")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="cnnzoo-inference", daemon=True)
+                self._thread.start()
+            self._queue.put((x, future))
+        return future
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+            self._queue.put(None)
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is None:
+                break
+            items = [item]
+            while len(items) < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                items.append(nxt)
+            live = [(x, f) for x, f in items if f.set_running_or_notify_cancel()]
+            if live:
+                self._answer(live)
+        while True:  # anything that arrived with or after the stop signal
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None and item[1].set_running_or_notify_cancel():
+                item[1].set_exception(RequestError(503, "The server is shutting down: try again in a moment."))
+
+    def _answer(self, live) -> None:
+        batch = np.stack([x for x, _ in live])
+        if self._pad:
+            size = 1 << (len(batch) - 1).bit_length()
+            if size > len(batch):
+                batch = np.concatenate([batch, np.repeat(batch[-1:], size - len(batch), axis=0)])
+        try:
+            proba = self._forward(batch)
+        except BaseException as error:  # noqa: BLE001 - every waiting request must hear of it
+            for _, future in live:
+                future.set_exception(error)
+            return
+        self.batches += 1
+        self.largest_batch = max(self.largest_batch, len(live))
+        for (_, future), row in zip(live, proba):
+            future.set_result(row)
+
+
+def check_threshold(threshold: float) -> None:
+    if not 0.0 < threshold < 1.0:
+        raise UserError(f"The threshold must be between 0 and 1. Received: threshold={threshold!r}")
+
+
+def _file_version(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def _read_metrics(folder: Path) -> dict | None:
+    try:
+        metrics = json.loads((folder / runs.METRICS).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    keep = ("dataset", "test", "best_epoch", "epochs", "train_images", "backend", "precision", "finished")
+    test = metrics.get("test") or {}
+    summary = {k: metrics[k] for k in keep if k in metrics}
+    summary["test"] = {k: test[k] for k in ("accuracy", "loss", "images", "per_class") if k in test}
+    return summary
+
+
+class ServedModel:
+    """A model file or run folder, loaded once (safe mode), with its run's facts."""
+
+    def __init__(self, model_path, *, unsafe: bool = False, threshold: float = 0.5,
+                 max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS, max_batch: int = 32):
+        import keras
+
+        check_threshold(threshold)
+        if max_bytes < 1 or max_pixels < 1:
+            raise UserError(f"The size limits must be positive. Received: max_bytes={max_bytes!r}, "
+                            f"max_pixels={max_pixels!r}")
+        path = resolve_model_path(model_path)
+        self.path = path
+        self.model = load_model(path, unsafe=unsafe)  # safe mode unless unsafe=True
+        self.config = run_config(path)
+        self.metrics = _read_metrics(path.parent) if self.config else None
+        self.height, self.width, self.channels = input_geometry(self.model)
+        if self.channels not in (1, 3):
+            raise UserError(f"{path} takes {self.channels}-channel images: cnnzoo serve needs 1 (grey) or 3 (RGB).")
+        self.resize = self.config.get("preprocessing", {}).get("resize", "resize")  # as in training
+        self.scale_pixels = not takes_raw_pixels(self.model)
+        self.channels_first = keras.config.image_data_format() == "channels_first"
+        units = int(self.model.outputs[0].shape[-1])
+        self.sigmoid = units == 1
+        width = 2 if self.sigmoid else units
+        self.class_names = [str(c) for c in self.config.get("class_names") or range(width)]
+        check_classes(width, self.class_names, str(path))
+        self.threshold = threshold
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
+        self.version = _file_version(path)
+        self.name = path.parent.name if self.config else path.stem
+        self.architecture = self.config.get("train", {}).get("model") or self.model.name
+        self.dataset = self.config.get("train", {}).get("dataset")
+        self.started = time.time()
+        self.batcher = MicroBatcher(self.forward, max_batch=max_batch,
+                                    pad_batches=keras.backend.backend() == "jax")
+        # Warm up now, so the first visitor does not wait for lazy initialisation.
+        self.batcher.submit(np.zeros((self.height, self.width, self.channels), np.uint8)).result()
+
+    # -- inference (only ever called on the batcher's thread) -------------------------------
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, C) -> (N, K) class probabilities, as `cnnzoo predict` computes them."""
+        x = batch.astype("float32") / 255.0 if self.scale_pixels else batch
+        if self.channels_first:
+            x = np.transpose(x, (0, 3, 1, 2))
+        p = self.model.predict_on_batch(x)
+        if isinstance(p, (list, tuple, dict)):  # auxiliary heads (GoogLeNet): the main output
+            p = list(p.values())[0] if isinstance(p, dict) else p[0]
+        p = np.asarray(p, dtype="float64").reshape(len(batch), -1)
+        if p.shape[1] == 1:
+            p = np.concatenate([1.0 - p, p], axis=1)
+        return p
+
+    # -- per request (on request threads) ---------------------------------------------------
+    def decode(self, data: bytes) -> tuple[np.ndarray, dict]:
+        """Check the image's header against the limits, then decode it as training does."""
+        if not data:
+            raise RequestError(400, "The request has no image: the body (or the uploaded file) is empty.")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(io.BytesIO(data)) as img:
+                    width, height, fmt = img.width, img.height, img.format
+        except UnidentifiedImageError:
+            raise RequestError(422, "The upload is not an image that can be read: send a JPEG or PNG "
+                                    "image.") from None
+        except Image.DecompressionBombError:
+            raise RequestError(413, f"The image has too many pixels: the limit is {self.max_pixels:,}; "
+                                    "send a smaller image.") from None
+        except Exception as error:  # noqa: BLE001 - Pillow raises many kinds for broken headers
+            raise RequestError(422, f"The image is corrupt or truncated ({error}): send a complete "
+                                    "JPEG or PNG image.") from None
+        if width * height > self.max_pixels:
+            raise RequestError(413, f"The image is {width}x{height} = {width * height:,} pixels, more than "
+                                    f"the limit of {self.max_pixels:,}: send a smaller image.")
+        array, why = try_decode(data, (self.height, self.width), self.channels, self.resize)
+        if array is None:
+            if why.startswith("is corrupt or truncated"):
+                raise RequestError(422, f"The image {why}: send a complete JPEG or PNG image.")
+            raise RequestError(422, f"The upload {why}: send a JPEG or PNG image.")
+        return array, {"format": fmt, "width": width, "height": height, "bytes": len(data)}
+
+    def answer(self, proba: np.ndarray) -> dict:
+        """The JSON fields of one prediction (probabilities -> decision)."""
+        order = np.argsort(-proba, kind="stable")
+        best = int(order[0])
+        result = {
+            "classes": self.class_names,
+            "probabilities": [round(float(v), 6) for v in proba],
+            "prediction": {"class": self.class_names[best], "index": best,
+                           "probability": round(float(proba[best]), 6)},
+            "top": [{"class": self.class_names[k], "index": int(k), "probability": round(float(proba[k]), 6)}
+                    for k in order[:TOP]],
+        }
+        if self.sigmoid:
+            p_happy = float(proba[1])
+            happy = p_happy >= self.threshold
+            result.update(happy=happy, p_happy=round(p_happy, 6), door="open" if happy else "closed",
+                          threshold=self.threshold, positive_class=self.class_names[1])
+        return result
+
+    @staticmethod
+    def preview(array: np.ndarray) -> str:
+        """The model's input image as a PNG data URL (what the page shows as 'the model sees')."""
+        img = Image.fromarray(array[:, :, 0] if array.shape[-1] == 1 else array)
+        out = io.BytesIO()
+        img.save(out, format="PNG")
+        return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+    def info(self) -> dict:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "architecture": self.architecture,
+            "keras_name": self.model.name,
+            "file": str(self.path),
+            "dataset": self.dataset,
+            "input_shape": [self.height, self.width, self.channels],
+            "input_dtype": "uint8",
+            "output": "sigmoid" if self.sigmoid else "softmax",
+            "classes": self.class_names,
+            "threshold": self.threshold if self.sigmoid else None,
+            "parameters": int(self.model.count_params()),
+            "preprocessing": {"resize": self.resize, "resample": "bilinear",
+                              "scale": "in the model" if not self.scale_pixels else "1/255"},
+            "metrics": self.metrics,
+            "limits": {"max_bytes": self.max_bytes, "max_pixels": self.max_pixels},
+        }
+
+    def close(self) -> None:
+        self.batcher.close()
