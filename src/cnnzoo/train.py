@@ -17,10 +17,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cnnzoo import atomic, backend, runs
+from cnnzoo import atomic, backend, distribute, runs
 from cnnzoo.errors import UserError
 from cnnzoo.evaluate import classification_metrics, predict_proba
 from cnnzoo.models import model_info
+from cnnzoo.pipeline import ArrayBatches
 from cnnzoo.report import plot_confusion, plot_curves
 
 
@@ -54,6 +55,7 @@ class TrainConfig:
     validation: float = 0.1  # share of the training images held out to pick the best epoch
     precision: str = "auto"  # fp32 | bf16 | fp16; auto = bf16 on a GPU, fp32 on a CPU
     schedule: str = "cosine"  # cosine decay to 0 over the run, or "constant" (the course's Adam)
+    devices: str = "1"  # "all" or N: data-parallel over N devices (JAX); batch_size is global
     out: str | None = None  # run folder; None: runs/{model}-{dataset}-s{seed}
 
     def resolved(self) -> "TrainConfig":
@@ -138,6 +140,16 @@ def train(config: TrainConfig, *, resume: bool = False, verbose="auto") -> dict:
     classes = output_units(info.classes, len(data.class_names))
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(PRECISIONS[config.precision])
+    scope, device_count = distribute.data_parallel(config.devices, config.batch_size)
+    started = time.perf_counter()
+    with scope:
+        _fit(run, config, data, classes, resume, verbose, device_count)
+    # Evaluation runs on one device, outside the distribution: the test set's last batch
+    # need not split evenly.
+    return finish_run(run, config, data, time.perf_counter() - started, device_count)
+
+
+def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbose, device_count: int) -> None:
     recipe = RECIPES.get(config.model, DEFAULT_RECIPE)
 
     if resume and (run / runs.LAST).exists():
@@ -154,20 +166,23 @@ def train(config: TrainConfig, *, resume: bool = False, verbose="auto") -> dict:
 
     history = runs.read_history(run)
     done = len(history.get("epoch", []))
-    validation = (data.val.x, _targets(data.val.y, model)) if data.val is not None else None
-    started = time.perf_counter()
-    if done < config.epochs:
-        model.fit(
-            data.train.x, _targets(data.train.y, model), batch_size=config.batch_size,
-            epochs=config.epochs, initial_epoch=done, validation_data=validation,
-            callbacks=[runs.RunRecorder(run, history, "val_accuracy" if validation else "accuracy")],
-            verbose=verbose,
-        )
-    wall = time.perf_counter() - started
-    return finish_run(run, config, data, wall)
+    if done >= config.epochs:
+        return
+    parallel = device_count > 1
+    batches = ArrayBatches(data.train.x, _targets(data.train.y, model), config.batch_size, shuffle=True,
+                           seed=config.seed, epoch=done, full_batches=parallel)
+    validation = None
+    if data.val is not None:
+        validation = ArrayBatches(data.val.x, _targets(data.val.y, model), config.batch_size,
+                                  shuffle=False, pad_to=device_count)
+    model.fit(
+        batches, epochs=config.epochs, initial_epoch=done, validation_data=validation,
+        callbacks=[runs.RunRecorder(run, history, "val_accuracy" if validation else "accuracy")],
+        verbose=verbose,
+    )
 
 
-def finish_run(run: Path, config: TrainConfig, data, wall: float) -> dict:
+def finish_run(run: Path, config: TrainConfig, data, wall: float, device_count: int = 1) -> dict:
     """Evaluate the best model on the test split and write metrics.json and the pictures."""
     history = runs.read_history(run)
     best = keras.saving.load_model(run / runs.BEST)
@@ -187,6 +202,7 @@ def finish_run(run: Path, config: TrainConfig, data, wall: float) -> dict:
         "images_per_s": round(len(data.train.x) / float(np.median(epoch_times)), 1) if epoch_times else None,
         "backend": keras.backend.backend(),
         "devices": backend.devices(),
+        "data_parallel_devices": device_count,
         "precision": config.precision,
         "versions": backend.versions(),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

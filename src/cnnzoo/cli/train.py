@@ -26,12 +26,20 @@ def train(
     schedule: str = typer.Option("cosine", help="Learning rate: cosine (decay to 0) or constant."),
     out: Path = typer.Option(None, help="Run folder (default runs/MODEL-DATASET-sSEED)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch."),
+    devices: str = typer.Option("1", help="'all' or N: data-parallel over N devices (JAX backend); the batch size is global."),
+    coordinator: str = typer.Option(None, help="Multi-host: address:port of process 0 (else KERAS_DISTRIBUTION_JOB_ADDRESSES)."),
+    num_processes: int = typer.Option(None, help="Multi-host: number of processes (else KERAS_DISTRIBUTION_NUM_PROCESSES)."),
+    process_id: int = typer.Option(None, help="Multi-host: this process's id, 0 = coordinator (else KERAS_DISTRIBUTION_PROCESS_ID)."),
 ) -> None:
     """Train MODEL on DATASET, keep the best epoch, evaluate it on the test split."""
+    from cnnzoo import distribute
     from cnnzoo.train import TrainConfig, train as run_training
 
+    if coordinator or num_processes or process_id is not None:
+        distribute.initialize_hosts(coordinator, num_processes, process_id)
+
     config = TrainConfig(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                         validation=validation, precision=precision, schedule=schedule,
+                         validation=validation, precision=precision, schedule=schedule, devices=devices,
                          out=str(out) if out else None)
     try:
         metrics = run_training(config, resume=resume)

@@ -1,0 +1,70 @@
+"""Data-parallel training on several devices or hosts with Keras' distribution API (JAX).
+
+Keras shards each global batch across the devices of a `DataParallel` distribution and
+keeps the weights replicated, so a run on N devices computes the same steps as a run on
+one device with the same global batch. Multi-host: every process calls
+`keras.distribution.initialize` (coordinator address, process count and id, from flags or
+the KERAS_DISTRIBUTION_* variables a cluster launcher sets) before anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+
+from cnnzoo.errors import UserError
+
+
+def parse_devices(value) -> int | str:
+    """'all' or a positive whole number of devices."""
+    if value in (None, "", "all"):
+        return value or 1
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1:
+        raise UserError(f"--devices must be 'all' or a positive whole number. Received: {value!r}")
+    return count
+
+
+def initialize_hosts(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
+    """Join a multi-host job (JAX); arguments left None come from KERAS_DISTRIBUTION_*."""
+    _require_jax("Multi-host training")
+    keras.distribution.initialize(coordinator, num_processes, process_id)
+
+
+def data_parallel(devices, batch_size: int):
+    """(scope, count): a DataParallel distribution's scope over `devices` ('all' or N).
+
+    Build, fit and evaluate inside the scope. One device gives a null scope, so the plain
+    single-device path stays exactly as it is.
+    """
+    devices = parse_devices(devices)
+    if devices == 1:
+        return contextlib.nullcontext(), 1
+    _require_jax("Multi-device training")
+    available = keras.distribution.list_devices()
+    count = len(available) if devices == "all" else devices
+    if count > len(available):
+        raise UserError(
+            f"--devices {count} asks for more devices than the {len(available)} visible "
+            f"({', '.join(available)})."
+        )
+    if batch_size % count:
+        raise UserError(
+            f"The batch size {batch_size} does not split evenly over {count} devices: choose a "
+            f"--batch-size that is a multiple of {count}."
+        )
+    if count == 1:
+        return contextlib.nullcontext(), 1
+    return keras.distribution.DataParallel(devices=available[:count]).scope(), count
+
+
+def _require_jax(what: str) -> None:
+    if keras.backend.backend() != "jax":
+        raise UserError(
+            f"{what} uses Keras' distribution API, which needs the JAX backend: rerun with "
+            "`cnnzoo --backend jax train ...` (or KERAS_BACKEND=jax)."
+        )
