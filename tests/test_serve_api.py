@@ -14,7 +14,6 @@ import os
 import socket
 import struct
 import threading
-import zipfile
 import zlib
 from pathlib import Path
 
@@ -30,13 +29,13 @@ from cnnzoo.cli import app as cli_app
 from cnnzoo.datasets import read_image
 from cnnzoo.errors import UserError
 from cnnzoo.predict import predict_files
+from cnnzoo.serve import loadtest
 from cnnzoo.serve import model as served_model
 from cnnzoo.serve.app import create_app
 from cnnzoo.serve.model import MicroBatcher
 from cnnzoo.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
-SMILES = "SMILEsmileD-master/SMILEs/{0}/{0}7/"
 PNG = b"\x89PNG\r\n\x1a\n"
 _RUNS: dict[str, Path] = {}  # tiny runs, trained once per session (the other serve tests reuse them)
 
@@ -48,21 +47,12 @@ def data_mirror() -> Path:
 
 def smiles_faces(per_class: int = 2) -> list[tuple[str, bytes]]:
     """(name, JPEG bytes) of real faces: `per_class` smiling, then as many not smiling."""
-    with zipfile.ZipFile(data_mirror() / "smiles.zip") as archive:
-        names = archive.namelist()
-        faces = []
-        for folder in ("positives", "negatives"):
-            prefix = SMILES.format(folder)
-            chosen = sorted(n for n in names if n.startswith(prefix) and n.endswith(".jpg"))[:per_class]
-            faces += [(f"{folder}-{Path(n).name}", archive.read(n)) for n in chosen]
+    faces = loadtest.smiles_faces(data_mirror() / "smiles.zip", per_class)
     assert len(faces) == 2 * per_class
     return faces
 
 
-def png_bytes(array: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(array).save(out, format="PNG")
-    return out.getvalue()
+png_bytes = loadtest.png
 
 
 def _make_folder(root: Path, classes, per_class=8, size=24) -> Path:
@@ -154,7 +144,8 @@ def test_health(client, sigmoid_run):
     assert body["status"] == "ok"
     assert body["model"] == sigmoid_run.name
     assert len(body["version"]) == 12 and int(body["version"], 16) >= 0
-    assert {"predictions", "refused", "failed", "queued", "uptime_s"} <= body.keys()
+    assert {"predictions", "refused", "failed", "queued", "uptime_s", "largest_batch"} <= body.keys()
+    assert body["batches"] >= 1  # the warm-up pass at start
 
 
 def test_model_describes_the_run_and_its_metrics(client, sigmoid_run):

@@ -12,6 +12,7 @@ from cnnzoo.cli import add_commands
 from cnnzoo.errors import UserError
 
 console = Console(highlight=False)
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 def serve(
@@ -21,6 +22,7 @@ def serve(
     threshold: float = typer.Option(0.5, help="p(class 1) from which a sigmoid model opens the door."),
     max_mb: float = typer.Option(10.0, "--max-mb", help="Largest request body, in MB."),
     max_megapixels: float = typer.Option(40.0, "--max-megapixels", help="Largest image, in millions of pixels."),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn's: info logs every request, warning only problems."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow model files that can run code (Lambda layers)."),
     ssl_certfile: Path = typer.Option(None, "--ssl-certfile", help="Serve HTTPS (browsers allow the camera only on https or localhost)."),
     ssl_keyfile: Path = typer.Option(None, "--ssl-keyfile", help="Private key of --ssl-certfile."),
@@ -37,6 +39,8 @@ def serve(
                         "install them with pip install 'cnnzoo[serve]'.") from None
     if not 0 < port < 65536:
         raise UserError(f"The port must be between 1 and 65535. Received: --port {port}")
+    if log_level not in LOG_LEVELS:
+        raise UserError(f"Unknown log level {log_level!r}: use one of {', '.join(LOG_LEVELS)}.")
     if bool(ssl_certfile) != bool(ssl_keyfile):
         raise UserError("HTTPS needs both --ssl-certfile and --ssl-keyfile.")
     resolve_model_path(model_file)  # cheap checks first, then the port, then the slow load
@@ -50,7 +54,7 @@ def serve(
     console.print(f"Serving {served.name} ({served.architecture}, classes: {', '.join(served.class_names)}) "
                   f"at {scheme}://{shown}:{port}/  (API: /predict, /model, /health, /openapi.json; Ctrl+C stops)",
                   soft_wrap=True)
-    config = uvicorn.Config(app, log_level="info", ssl_certfile=ssl_certfile and str(ssl_certfile),
+    config = uvicorn.Config(app, log_level=log_level, ssl_certfile=ssl_certfile and str(ssl_certfile),
                             ssl_keyfile=ssl_keyfile and str(ssl_keyfile))
     uvicorn.Server(config).run(sockets=[sock])
 

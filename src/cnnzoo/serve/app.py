@@ -87,6 +87,8 @@ class Health(BaseModel):
     refused: int
     failed: int
     queued: int
+    batches: int = Field(description="Forward passes run so far (each answers 1 or more requests).")
+    largest_batch: int
 
 
 ERRORS = {code: {"model": ErrorBody, "description": why} for code, why in {
@@ -242,7 +244,8 @@ def create_app(model_path, *, unsafe: bool = False, threshold: float = 0.5, max_
     async def health():
         return Health(status="ok", model=served.name, version=served.version,
                       uptime_s=round(time.time() - served.started, 1), predictions=counters.predictions,
-                      refused=counters.refused, failed=counters.failed, queued=served.batcher.pending())
+                      refused=counters.refused, failed=counters.failed, queued=served.batcher.pending(),
+                      batches=served.batcher.batches, largest_batch=served.batcher.largest_batch)
 
     @app.get("/model", summary="The served model: architecture, input, classes and its run's metrics")
     async def model_info() -> dict:

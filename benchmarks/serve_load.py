@@ -1,0 +1,138 @@
+"""Load-test `cnnzoo serve` on loopback and write requests/s and p50/p99 latency.
+
+    CNNZOO_DATA_MIRROR=../shared/data python benchmarks/serve_load.py runs/happy-smiles-s0 \
+        [--requests 400] [--concurrency 1,8,32,64] [--bad-share 0.25] [-o docs/benchmarks-serve.md]
+
+The server is the real command (`python -m cnnzoo serve`) in its own process; the client
+(httpx, asyncio) runs here. Requests are real faces from the smiles archive (multipart
+uploads and raw JPEG bodies) mixed with bad inputs (non-images, truncated images, empty
+bodies, wrong content types, a pixel bomb, an over-limit body). Every good answer is
+checked against `cnnzoo predict` on the same image and every bad one against its 4xx; a
+wrong answer makes the script fail. Writes a Markdown report (atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="run folder or model file to serve")
+    parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level")
+    parser.add_argument("--concurrency", default="1,8,32,64", help="comma-separated levels")
+    parser.add_argument("--bad-share", type=float, default=0.25, help="share of bad requests")
+    parser.add_argument("--faces", type=int, default=40, help="faces per class from the smiles archive")
+    parser.add_argument("--max-mb", type=float, default=0.25, help="the server's body limit for this test")
+    parser.add_argument("-o", "--output", type=Path, default=ROOT / "docs" / "benchmarks-serve.md")
+    args = parser.parse_args(argv)
+    mirror = Path(os.environ.get("CNNZOO_DATA_MIRROR") or ROOT.parent / "shared" / "data")
+    levels = [int(v) for v in args.concurrency.split(",")]
+
+    import httpx
+
+    import cnnzoo  # noqa: F401  (picks the Keras backend before keras is imported)
+    import keras
+
+    from cnnzoo.atomic import write_text
+    from cnnzoo.predict import predict_files
+    from cnnzoo.serve.loadtest import Case, bad_cases, describe, mixed_cases, run_load, serve_subprocess, smiles_faces
+
+    faces = smiles_faces(mirror / "smiles.zip", args.faces)
+    with tempfile.TemporaryDirectory(prefix="cnnzoo-serve-bench-") as folder:
+        paths = []
+        for name, data in faces:
+            (Path(folder) / name).write_bytes(data)
+            paths.append(Path(folder) / name)
+        reference = predict_files(args.model, paths)
+    good = [Case("good", data, None if k % 2 else "image/jpeg", 200, tuple(r["probabilities"]))
+            for k, ((_, data), r) in enumerate(zip(faces, reference))]
+    bad = bad_cases(faces[0][1], max_bytes=int(args.max_mb * 1024 * 1024))
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+    rows, failures = [], []
+    server_args = ["--max-mb", args.max_mb, "--log-level", "warning"]  # no access log line per request
+    with serve_subprocess(args.model, extra_args=server_args) as server:
+        url = server.url
+        info = httpx.get(url + "/model").json()
+        run_load(url, mixed_cases(good, bad, 40, args.bad_share, seed=99), concurrency=8)  # warm-up
+        for level in levels:
+            cases = mixed_cases(good, bad, args.requests, args.bad_share, seed=level)
+            before = httpx.get(url + "/health").json()
+            result = run_load(url, cases, concurrency=level, timeout_s=120)
+            after = httpx.get(url + "/health").json()
+            batch = (after["predictions"] - before["predictions"]) / max(1, after["batches"] - before["batches"])
+            print(describe(result), f"mean batch {batch:.1f}", flush=True)
+            failures += result.problems
+            rows.append((level, result, batch))
+        health = httpx.get(url + "/health").json()
+    if health["status"] != "ok" or health["failed"]:
+        failures.append(f"unhealthy after the load: {health}")
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    today = datetime.date.today().isoformat()
+    lines = [
+        "# `cnnzoo serve` under load",
+        "",
+        f"Measured by `python benchmarks/serve_load.py {args.model}` on {today}: {cores} CPU core(s) "
+        f"({cpu_model()}), load average {load_before:.1f} when it started, Python {platform.python_version()}, "
+        f"Keras {keras.__version__} on {keras.backend.backend()}, "
+        f"model `{info['name']}` ({info['architecture']}, {info['parameters']:,} parameters, input "
+        f"{'x'.join(map(str, info['input_shape']))}). Server (`python -m cnnzoo serve`, one uvicorn "
+        "process, access log off) and client (httpx, asyncio) share the machine over loopback.",
+        "",
+        f"Each level sends {args.requests} requests with at most *concurrency* in flight; "
+        f"{args.bad_share:.0%} are bad (not an image, truncated, empty, wrong content type, a "
+        "20000x20000 pixel bomb, a body over the limit) and must get their 4xx; the rest are "
+        f"{len(faces)} real 64x64 faces from the smiles archive (multipart uploads and raw JPEG bodies), "
+        "whose answers must equal `cnnzoo predict`'s. Latency is per request, from send to the parsed "
+        "answer; p50/p99 are nearest-rank percentiles. *Mean batch* is how many good images the "
+        "inference thread answered per forward pass (its micro-batching; see docs/SERVE.md).",
+        "",
+        "| concurrency | requests | wall (s) | requests/s | p50 (ms) | p99 (ms) | good p50 (ms) | good p99 (ms) "
+        "| mean batch | wrong answers |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for level, r, batch in rows:
+        lines.append(
+            f"| {level} | {len(r.outcomes)} | {r.wall_s:.2f} | {r.requests_per_s:.1f} | {r.latency_ms(50):.1f} "
+            f"| {r.latency_ms(99):.1f} | {r.latency_ms(50, 'good'):.1f} | {r.latency_ms(99, 'good'):.1f} "
+            f"| {batch:.1f} | {len(r.problems)} |")
+    lines += [
+        "",
+        f"After the load `/health` said: status {health['status']}, {health['predictions']} predictions, "
+        f"{health['refused']} refused, {health['failed']} failed.",
+        "",
+        "Caveat: these are small-machine figures. The client, the server and (when this was measured) "
+        "other people's training jobs shared the same cores, so they are a floor for what one server "
+        "process does, not a capacity plan. Re-run the script on the serving machine for real numbers.",
+        "",
+    ]
+    write_text(args.output, "\n".join(lines))
+    print(f"wrote {args.output}")
+    if failures:
+        print(f"{len(failures)} wrong answers, e.g. {failures[:3]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
