@@ -125,3 +125,26 @@ def test_several_devices_on_torch_is_one_sentence(tmp_path):
 def test_devices_must_be_all_or_a_positive_count(value):
     with pytest.raises(UserError, match=f"--devices must be 'all' or a positive whole number. Received: '{value}'"):
         parse_devices(value)
+
+
+def test_multi_host_is_requested_by_flags_or_launcher_variables(monkeypatch):
+    from cnnzoo.distribute import HOST_VARIABLES, multi_host_requested
+
+    for variable in HOST_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    assert not multi_host_requested(None, None, None)
+    assert multi_host_requested("10.0.0.1:1234", 2, 0)
+    assert multi_host_requested(None, None, 0)
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    assert multi_host_requested(None, None, None)
+
+
+def test_multi_host_on_torch_is_one_sentence(monkeypatch, tmp_path):
+    import keras
+
+    if keras.backend.backend() != "torch":
+        pytest.skip("checks the PyTorch backend's message")
+    result = CliRunner().invoke(app, ["train", "happy", "--dataset", "signs", "--coordinator", "10.0.0.1:1234",
+                                      "--num-processes", "2", "--process-id", "0", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: Multi-host training uses Keras' distribution API, which needs the JAX backend")

@@ -10,6 +10,7 @@ the KERAS_DISTRIBUTION_* variables a cluster launcher sets) before anything else
 from __future__ import annotations
 
 import contextlib
+import os
 
 import keras
 
@@ -27,6 +28,16 @@ def parse_devices(value) -> int | str:
     if count < 1:
         raise UserError(f"--devices must be 'all' or a positive whole number. Received: {value!r}")
     return count
+
+
+HOST_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+                  "KERAS_DISTRIBUTION_PROCESS_ID")
+
+
+def multi_host_requested(coordinator, num_processes, process_id) -> bool:
+    """True when flags or a cluster launcher's KERAS_DISTRIBUTION_* variables ask for it."""
+    given = coordinator or num_processes or process_id is not None
+    return bool(given or any(os.environ.get(v) for v in HOST_VARIABLES))
 
 
 def initialize_hosts(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:

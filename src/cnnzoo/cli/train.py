@@ -35,7 +35,7 @@ def train(
     from cnnzoo import distribute
     from cnnzoo.train import TrainConfig, train as run_training
 
-    if coordinator or num_processes or process_id is not None:
+    if distribute.multi_host_requested(coordinator, num_processes, process_id):
         distribute.initialize_hosts(coordinator, num_processes, process_id)
 
     config = TrainConfig(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
