@@ -134,13 +134,14 @@ def train(config: TrainConfig, *, resume: bool = False, verbose="auto") -> dict:
     from cnnzoo.datasets import load
 
     config, run = _prepare_folder(config.resolved(), resume)
+    # Checked before the data loads, from the stored config when resuming.
+    scope, device_count = distribute.data_parallel(config.devices, config.batch_size)
     info = model_info(config.model)
     height, width, channels = info.input_shape
     data = load(config.dataset, image_size=(height, width), channels=channels, validation=config.validation)
     classes = output_units(info.classes, len(data.class_names))
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(PRECISIONS[config.precision])
-    scope, device_count = distribute.data_parallel(config.devices, config.batch_size)
     started = time.perf_counter()
     with scope:
         _fit(run, config, data, classes, resume, verbose, device_count)
