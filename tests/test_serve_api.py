@@ -14,6 +14,7 @@ import os
 import socket
 import struct
 import threading
+import warnings
 import zlib
 from pathlib import Path
 
@@ -21,7 +22,6 @@ import httpx
 import keras
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -34,6 +34,10 @@ from cnnzoo.serve import model as served_model
 from cnnzoo.serve.app import create_app
 from cnnzoo.serve.model import MicroBatcher
 from cnnzoo.train import TrainConfig, train
+
+with warnings.catch_warnings():  # Starlette >= 1.x suggests httpx2; httpx still works
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -409,6 +413,18 @@ def test_a_failing_forward_pass_fails_only_its_batch():
         bad.result(5)
     assert good.result(5).tolist() == [2.0]
     batcher.close()
+
+
+def test_a_failing_forward_pass_is_a_json_500_and_the_server_serves_on(sigmoid_run, faces):
+    with TestClient(create_app(sigmoid_run)) as c:
+        batcher = c.app.state.served.batcher
+        working = batcher._forward
+        batcher._forward = lambda batch: (_ for _ in ()).throw(RuntimeError("GPU fell off"))
+        assert_error(post_file(c, faces[0][1]), 500, "failed to answer this request")
+        batcher._forward = working
+        assert post_file(c, faces[0][1]).status_code == 200
+        health = c.get("/health").json()
+        assert (health["status"], health["failed"], health["predictions"]) == ("ok", 1, 1)
 
 
 def test_the_model_is_loaded_once(sigmoid_run, faces, monkeypatch):
