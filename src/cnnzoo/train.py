@@ -33,6 +33,7 @@ class Recipe:
     batch_size: int = 32
     lr: float = 1e-3  # Adam's peak learning rate, decayed to 0 on a cosine over the run
     shift: float = 0.0  # random translation (fraction of the image) while training; 0 = off
+    flip: bool = False  # random left-right mirroring while training (wrong for handedness)
 
 
 RECIPES = {
@@ -82,11 +83,16 @@ def output_units(model_classes: int, dataset_classes: int) -> int:
     return 1 if model_classes == 1 and dataset_classes == 2 else dataset_classes
 
 
-def build_training_model(name: str, image_shape, classes: int, shift: float = 0.0) -> keras.Model:
-    """uint8 pixels -> Rescaling(1/255) -> [augmentation] -> the registered architecture."""
+def build_training_model(name: str, image_shape, classes: int, shift: float = 0.0, flip: bool = False) -> keras.Model:
+    """uint8 pixels -> Rescaling(1/255) -> [augmentation] -> the registered architecture.
+
+    Augmentation layers are active only in training; at inference they pass images through.
+    """
     arch = model_info(name).build(input_shape=tuple(image_shape), classes=classes)
     pixels = keras.Input(tuple(image_shape), dtype="uint8", name="pixels")
     x = keras.layers.Rescaling(1 / 255, name="scale")(pixels)
+    if flip:
+        x = keras.layers.RandomFlip("horizontal", name="random_flip")(x)
     if shift:
         x = keras.layers.RandomTranslation(shift, shift, fill_mode="nearest", name="random_shift")(x)
     return keras.Model(pixels, arch(x), name=f"cnnzoo_{name}")
@@ -156,7 +162,7 @@ def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbo
     if resume and (run / runs.LAST).exists():
         model = keras.saving.load_model(run / runs.LAST)  # weights and optimizer state
     else:
-        model = build_training_model(config.model, data.image_shape, classes, recipe.shift)
+        model = build_training_model(config.model, data.image_shape, classes, recipe.shift, recipe.flip)
         compile_for(model, config, steps=int(np.ceil(len(data.train.x) / config.batch_size)))
     if not resume:
         atomic.write_json(run / runs.CONFIG, {
