@@ -270,7 +270,6 @@ class ServedModel:
             "version": self.version,
             "architecture": self.architecture,
             "keras_name": self.model.name,
-            "file": str(self.path),
             "dataset": self.dataset,
             "input_shape": [self.height, self.width, self.channels],
             "input_dtype": "uint8",
