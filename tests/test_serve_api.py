@@ -475,4 +475,8 @@ def test_serve_command_errors_are_one_sentence_exit_2(sigmoid_run, tmp_path):
         port = busy.getsockname()[1]
         taken = runner.invoke(cli_app, ["serve", str(sigmoid_run), "--port", str(port)])
     assert taken.exit_code == 2 and f"Cannot listen on 127.0.0.1:{port}" in taken.stderr
-    assert "Traceback" not in missing.output + threshold.output + taken.output
+    https = runner.invoke(cli_app, ["serve", str(sigmoid_run), "--ssl-certfile", str(tmp_path / "cert.pem")])
+    assert https.exit_code == 2 and "HTTPS needs both --ssl-certfile and --ssl-keyfile" in https.stderr
+    level = runner.invoke(cli_app, ["serve", str(sigmoid_run), "--log-level", "loud"])
+    assert level.exit_code == 2 and "Unknown log level 'loud'" in level.stderr
+    assert "Traceback" not in missing.output + threshold.output + taken.output + https.output + level.output
