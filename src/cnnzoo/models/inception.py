@@ -7,9 +7,10 @@ Names follow the paper's Caffe model (`inception_4c_5x5_reduce`).
 
 Two auxiliary classifiers sit on 4a and 4d (5x5/3 average pool, 1x1 conv 128, fc 1024,
 dropout 0.7, fc classes). `aux_logits=True` returns a model with three outputs,
-`[predictions, aux1, aux2]`, to train with `loss_weights=AUX_LOSS_WEIGHTS` (the paper
-weights each auxiliary loss by 0.3); `drop_aux_heads(model)` returns the one-output model
-for inference, sharing the trained weights. The registered `googlenet` has no auxiliary
+`[predictions, aux1, aux2]`, to compile with `**aux_compile_args(loss)` (the same loss on
+each output, the auxiliary ones weighted 0.3 as in the paper) and fit on `(y, y, y)`;
+`drop_aux_heads(model)` returns the one-output model for inference, sharing the trained
+weights. The registered `googlenet` has no auxiliary
 heads, so it trains with a plain `model.fit(x, y)`.
 
 Choices that differ from the 2014 paper, as torchvision's `googlenet` also makes them:
@@ -137,3 +138,9 @@ def drop_aux_heads(model: keras.Model) -> keras.Model:
     if len(model.outputs) == 1:
         return model
     return keras.Model(model.inputs, model.get_layer("predictions").output, name=model.name)
+
+
+def aux_compile_args(loss="sparse_categorical_crossentropy") -> dict:
+    """`compile()` arguments for a GoogLeNet with auxiliary heads: `loss` on each of the
+    three outputs, weighted 1, 0.3, 0.3; e.g. `model.compile("adam", **aux_compile_args())`."""
+    return {"loss": [loss] * 3, "loss_weights": list(AUX_LOSS_WEIGHTS)}
