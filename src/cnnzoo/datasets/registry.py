@@ -168,32 +168,30 @@ _SIGNS_CITATION = (
     "for Classification of American Sign Language Digits, arXiv:2011.08927"
 )
 
-register_dataset(DatasetSpec(
-    name="signs",
-    description="hand signs of the digits 0-5 (Sign Language Digits), the course's SIGNS analogue",
+# The Sign Language Digits archive, read as two datasets: SIGNS (0-5) and all ten digits.
+_SIGN_LANGUAGE = dict(
     url=_SIGNS_URL,
     filename="sign-language-digits.zip",
     other_filenames=("Sign-Language-Digits-Dataset-master.zip",),
     pattern=r"Dataset/(?P<cls>[0-9])/[^/]+",
-    classes=_DIGITS[:6],
     image_size=(64, 64),
     channels=3,
     licence="Apache-2.0",
     citation=_SIGNS_CITATION,
+)
+
+register_dataset(DatasetSpec(
+    name="signs",
+    description="hand signs of the digits 0-5 (Sign Language Digits), the course's SIGNS analogue",
+    classes=_DIGITS[:6],
+    **_SIGN_LANGUAGE,
 ))
 
 register_dataset(DatasetSpec(
     name="sign-digits",
     description="hand signs of all ten digits (Sign Language Digits); native size 100x100",
-    url=_SIGNS_URL,
-    filename="sign-language-digits.zip",
-    other_filenames=("Sign-Language-Digits-Dataset-master.zip",),
-    pattern=r"Dataset/(?P<cls>[0-9])/[^/]+",
     classes=_DIGITS,
-    image_size=(64, 64),
-    channels=3,
-    licence="Apache-2.0",
-    citation=_SIGNS_CITATION,
+    **_SIGN_LANGUAGE,
 ))
 
 register_dataset(DatasetSpec(
