@@ -27,6 +27,8 @@ _EXPORTS = {
     "get_model": "cnnzoo.models.registry",
     "list_models": "cnnzoo.models.registry",
     "model_info": "cnnzoo.models.registry",
+    "TrainConfig": "cnnzoo.train",
+    "load_model": "cnnzoo.modelio",
 }
 
 
