@@ -357,8 +357,12 @@ def test_parallel_decoding_gives_the_same_arrays(home, tmp_path, monkeypatch):
     parallel = load(f"folder:{root}", progress=True)
     np.testing.assert_array_equal(serial.train.x, parallel.train.x)
     np.testing.assert_array_equal(serial.test.keys, parallel.test.keys)
-    with readers._pool(2, "folder", root) as pool:
-        assert isinstance(pool, readers.ProcessPoolExecutor)
+    # Without JAX loaded, forked processes (another test may have imported JAX: hide it;
+    # the pool is only built here, nothing is forked).
+    with monkeypatch.context() as hidden:
+        hidden.delitem(__import__("sys").modules, "jax", raising=False)
+        with readers._pool(2, "folder", root) as pool:
+            assert isinstance(pool, readers.ProcessPoolExecutor)
     # With JAX loaded (it warns about fork) the pool is threads; same arrays.
     for npz in (home / "datasets" / "arrays").iterdir():
         npz.unlink()
