@@ -34,6 +34,7 @@ from cnnzoo.serve import model as served_model
 from cnnzoo.serve.app import create_app
 from cnnzoo.serve.model import MicroBatcher
 from cnnzoo.train import TrainConfig, train
+from imagefolders import make_folder
 
 with warnings.catch_warnings():  # Starlette >= 1.x suggests httpx2; httpx still works
     warnings.simplefilter("ignore")
@@ -59,24 +60,13 @@ def smiles_faces(per_class: int = 2) -> list[tuple[str, bytes]]:
 png_bytes = loadtest.png
 
 
-def _make_folder(root: Path, classes, per_class=8, size=24) -> Path:
-    rng = np.random.default_rng(0)
-    for k, name in enumerate(classes):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            base = np.full((size, size, 3), 40 + 80 * k, dtype=np.int16)
-            noise = rng.integers(-20, 20, (size, size, 3))
-            (root / name / f"{i}.png").write_bytes(png_bytes(np.clip(base + noise, 0, 255).astype("uint8")))
-    return root
-
-
 def tiny_run(kind: str, tmp_path_factory) -> Path:
     """A run folder of HappyModel trained 1 epoch: 'sigmoid' (not smiling / smiling) or
     'softmax' (circle / square / star)."""
     if kind not in _RUNS:
         classes = {"sigmoid": ["not smiling", "smiling"], "softmax": ["circle", "square", "star"]}[kind]
         base = tmp_path_factory.mktemp(f"serve-{kind}")
-        folder = _make_folder(base / "data", classes)
+        folder = make_folder(base / "data", classes, per_class=8)
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("CNNZOO_HOME", str(base / "home"))
             train(TrainConfig("happy", f"folder:{folder}", epochs=1, batch_size=8, out=str(base / "run")),

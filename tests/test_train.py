@@ -2,7 +2,6 @@
 kill, prediction formats, safe loading of model files, and the errors users meet."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from cnnzoo import HappyModel, runs
 from cnnzoo.cli import app
 from cnnzoo.modelio import load_model
 from cnnzoo.train import TrainConfig, train
+from imagefolders import make_folder
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -25,18 +25,6 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
-
-
-def make_folder(root, classes, per_class=12, size=24):
-    """Class folders of small PNGs whose colour depends on the class (easy to learn)."""
-    rng = np.random.default_rng(0)
-    for k, name in enumerate(classes):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            base = np.full((size, size, 3), 40 + 80 * k, dtype=np.int16)
-            noise = rng.integers(-20, 20, (size, size, 3))
-            Image.fromarray(np.clip(base + noise, 0, 255).astype("uint8")).save(root / name / f"{i}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
