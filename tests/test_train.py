@@ -88,6 +88,9 @@ def test_run_folder_holds_everything_needed(softmax_run):
 def test_saved_model_scales_pixels_itself(softmax_run):
     model = load_model(softmax_run[0])
     assert model.inputs[0].dtype == "uint8"
+    # the recipe's BN momentum (0.9, not Keras' 0.99) is applied and saved
+    assert model.get_layer("HappyModel").get_layer("bn0").momentum == 0.9
+    assert isinstance(model.get_layer("random_flip"), keras.layers.RandomFlip)  # happy's recipe mirrors
     assert isinstance(model.get_layer("scale"), keras.layers.Rescaling)
     assert model.get_layer("HappyModel").output.shape[-1] == 3
 
