@@ -18,10 +18,15 @@ def predict_proba(model, x: np.ndarray, *, batch_size: int = 64, scale_pixels: b
     """(N, K) class probabilities; a single sigmoid unit becomes [p(0), p(1)]."""
     if scale_pixels:
         x = x.astype("float32") / 255.0
-    p = model.predict(x, batch_size=batch_size, verbose=0)
-    if isinstance(p, (list, tuple, dict)):  # models with auxiliary heads: the main output
-        p = list(p.values())[0] if isinstance(p, dict) else p[0]
-    p = np.asarray(p, dtype="float64").reshape(len(x), -1)
+    return class_probabilities(model.predict(x, batch_size=batch_size, verbose=0), len(x))
+
+
+def class_probabilities(outputs, count: int) -> np.ndarray:
+    """A model's raw outputs as (count, K) probabilities: the main output of a model with
+    auxiliary heads, and [p(0), p(1)] for a single sigmoid unit."""
+    if isinstance(outputs, (list, tuple, dict)):
+        outputs = list(outputs.values())[0] if isinstance(outputs, dict) else outputs[0]
+    p = np.asarray(outputs, dtype="float64").reshape(count, -1)
     if p.shape[1] == 1:
         p = np.concatenate([1.0 - p, p], axis=1)
     return p

@@ -30,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from cnnzoo import runs
 from cnnzoo.datasets.images import try_decode
 from cnnzoo.errors import UserError
-from cnnzoo.evaluate import check_classes
+from cnnzoo.evaluate import check_classes, class_probabilities
 from cnnzoo.modelio import load_model, resolve_model_path, takes_raw_pixels
 from cnnzoo.predict import input_geometry, run_config
 
@@ -200,13 +200,7 @@ class ServedModel:
         x = batch.astype("float32") / 255.0 if self.scale_pixels else batch
         if self.channels_first:
             x = np.transpose(x, (0, 3, 1, 2))
-        p = self.model.predict_on_batch(x)
-        if isinstance(p, (list, tuple, dict)):  # auxiliary heads (GoogLeNet): the main output
-            p = list(p.values())[0] if isinstance(p, dict) else p[0]
-        p = np.asarray(p, dtype="float64").reshape(len(batch), -1)
-        if p.shape[1] == 1:
-            p = np.concatenate([1.0 - p, p], axis=1)
-        return p
+        return class_probabilities(self.model.predict_on_batch(x), len(batch))
 
     # -- per request (on request threads) ---------------------------------------------------
     def decode(self, data: bytes) -> tuple[np.ndarray, dict]:
