@@ -128,6 +128,19 @@ def test_resume_after_a_kill_continues_from_the_last_finished_epoch(folders, tmp
     assert metrics["epochs"] == 8
 
 
+def test_best_epoch_is_the_one_model_keras_holds():
+    # RunRecorder replaces model.keras on ties, so the later of equal epochs is the best
+    assert runs.best_epoch({"val_accuracy": [0.5, 0.9, 0.7, 0.9, 0.8]}) == 4
+    assert runs.best_epoch({"accuracy": [0.2, 0.6]}) == 2
+
+
+def test_unknown_schedule_is_refused_before_anything_is_written(tmp_path):
+    result = invoke("train", "happy", "--dataset", "signs", "--schedule", "linear", "--out", tmp_path / "r")
+    assert result.exit_code == 2
+    assert "Unknown schedule 'linear': use one of cosine, constant." in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_resume_needs_a_run_folder(tmp_path):
     result = invoke("train", "happy", "--dataset", "signs", "--out", tmp_path, "--resume")
     assert result.exit_code == 2

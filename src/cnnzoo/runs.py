@@ -51,6 +51,12 @@ def finished_epochs(run: Path) -> int:
     return len(read_history(run).get("epoch", []))
 
 
+def best_epoch(history: dict[str, list[float]]) -> int:
+    """The epoch model.keras holds: the last of the best by validation (else training) accuracy."""
+    scores = history.get("val_accuracy") or history.get("accuracy") or [0.0]
+    return len(scores) - scores[::-1].index(max(scores))
+
+
 class RunRecorder(keras.callbacks.Callback):
     """Saves last.keras, the best model.keras and history.csv at the end of every epoch."""
 
@@ -73,7 +79,7 @@ class RunRecorder(keras.callbacks.Callback):
             self.history.setdefault(key, []).append(value)
         self._save(self.run / LAST)
         score = row.get(self.monitor, row.get("accuracy", -math.inf))
-        if score >= self.best or not (self.run / BEST).exists():
+        if score >= self.best or not (self.run / BEST).exists():  # ties: the later epoch (best_epoch)
             self.best = score
             self._save(self.run / BEST)
         self._write_history()

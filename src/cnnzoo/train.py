@@ -49,6 +49,11 @@ RECIPES = {
     "resnet50": Recipe(epochs=30, batch_size=32, lr=1e-3, shift=0.1),
 }
 DEFAULT_RECIPE = Recipe()
+
+
+def recipe_for(model: str) -> Recipe:
+    return RECIPES.get(model, DEFAULT_RECIPE)
+
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
@@ -69,12 +74,14 @@ class TrainConfig:
 
     def resolved(self) -> "TrainConfig":
         """Fill every None/auto from the model's recipe and the device."""
-        recipe = RECIPES.get(self.model, DEFAULT_RECIPE)
+        recipe = recipe_for(self.model)
         precision = self.precision
         if precision == "auto":
             precision = "bf16" if backend.has_accelerator() else "fp32"
         if precision not in PRECISIONS:
             raise UserError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)} or auto.")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"Unknown schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}.")
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.dataset).strip("_")
         return dataclasses.replace(
             self,
@@ -121,8 +128,6 @@ def compile_for(model: keras.Model, config: TrainConfig, steps: int) -> None:
     units = model.outputs[0].shape[-1]
     loss = "binary_crossentropy" if units == 1 else "sparse_categorical_crossentropy"
     heads = len(model.outputs)
-    if config.schedule not in SCHEDULES:
-        raise UserError(f"Unknown schedule {config.schedule!r}: use one of {', '.join(SCHEDULES)}.")
     lr = config.lr
     if config.schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=max(1, steps * config.epochs))
@@ -176,7 +181,7 @@ def train(config: TrainConfig, *, resume: bool = False, verbose="auto") -> dict:
 
 
 def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbose, device_count: int) -> None:
-    recipe = RECIPES.get(config.model, DEFAULT_RECIPE)
+    recipe = recipe_for(config.model)
 
     if resume and (run / runs.LAST).exists():
         model = keras.saving.load_model(run / runs.LAST)  # weights and optimizer state
@@ -214,13 +219,12 @@ def finish_run(run: Path, config: TrainConfig, data, wall: float, device_count: 
     best = keras.saving.load_model(run / runs.BEST)
     test = classification_metrics(data.test.y, predict_proba(best, data.test.x), data.class_names)
     epoch_times = history.get("epoch_time", [])
-    monitor = history.get("val_accuracy") or history.get("accuracy") or [0]
     metrics = {
         "run": str(run),
         "model": config.model,
         "dataset": config.dataset,
         "test": test,
-        "best_epoch": int(np.argmax(monitor)) + 1,
+        "best_epoch": runs.best_epoch(history),
         "epochs": len(epoch_times),
         "train_images": int(len(data.train.x)),
         "wall_time_s": round(sum(epoch_times), 2),
