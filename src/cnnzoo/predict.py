@@ -15,7 +15,7 @@ import numpy as np
 from cnnzoo import runs
 from cnnzoo.errors import UserError
 from cnnzoo.evaluate import check_classes, classification_metrics, predict_proba
-from cnnzoo.modelio import load_model, resolve_model_path, takes_raw_pixels
+from cnnzoo.modelio import load_model, takes_raw_pixels
 
 
 def run_config(model_file) -> dict:
@@ -45,7 +45,7 @@ def predict_files(model_file, images, *, arch=None, unsafe=False, input_shape=No
     from cnnzoo.datasets import read_image
 
     model = _load(model_file, arch, unsafe, input_shape)
-    config = run_config(resolve_model_path(model_file))
+    config = run_config(model_file)
     height, width, channels = input_geometry(model)
     resize = config.get("preprocessing", {}).get("resize", "resize")  # as in training
     batch = np.stack([read_image(path, (height, width), channels, resize=resize) for path in images])
@@ -76,7 +76,7 @@ def evaluate_file(model_file, *, dataset=None, split="test", confusion=None, arc
     from cnnzoo.report import plot_confusion
 
     model = _load(model_file, arch, unsafe)
-    config = run_config(resolve_model_path(model_file))
+    config = run_config(model_file)
     dataset = dataset or config.get("train", {}).get("dataset")
     if dataset is None:
         raise UserError(f"{model_file} is not inside a run folder: name the dataset with --dataset.")
