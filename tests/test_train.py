@@ -243,3 +243,14 @@ def test_model_and_dataset_classes_must_match(softmax_run, folders):
     result = invoke("evaluate", softmax_run[0], "--dataset", f"folder:{folders['two']}")
     assert result.exit_code == 2
     assert "predicts 3 classes but the dataset has 2 (frown, smile)" in result.stderr
+
+
+def test_warmup_ramps_the_learning_rate_up_then_the_cosine_decays_it():
+    from cnnzoo.train import build_training_model, compile_for
+
+    model = build_training_model("happy", (64, 64, 3), 1)
+    compile_for(model, TrainConfig("happy", "smiles", epochs=10, lr=1e-3, warmup=2).resolved(), steps=5)
+    schedule = keras.optimizers.schedules.deserialize(model.optimizer.get_config()["learning_rate"])
+    lr = {step: float(schedule(step)) for step in (0, 5, 10, 30, 50)}
+    assert lr[0] == 0.0 and lr[5] == pytest.approx(5e-4) and lr[10] == pytest.approx(1e-3)
+    assert lr[30] == pytest.approx(5e-4, rel=1e-3) and lr[50] == pytest.approx(0.0, abs=1e-9)

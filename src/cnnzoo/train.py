@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cnnzoo import atomic, backend, distribute, runs
+from cnnzoo import atomic, backend, distribute, runs, torch_speed
 from cnnzoo.errors import UserError
 from cnnzoo.evaluate import classification_metrics, predict_proba
 from cnnzoo.models import model_info
@@ -32,6 +32,7 @@ class Recipe:
     epochs: int = 20
     batch_size: int = 32
     lr: float = 1e-3  # Adam's peak learning rate, decayed to 0 on a cosine over the run
+    warmup: float = 0.0  # epochs of linear learning-rate warm-up from 0 before the cosine
     shift: float = 0.0  # random translation (fraction of the image) while training; 0 = off
     flip: bool = False  # random left-right mirroring while training (wrong for handedness)
     # BatchNormalization momentum while training. Keras' 0.99 averages over ~100 steps: on a
@@ -65,6 +66,7 @@ class TrainConfig:
     epochs: int | None = None  # None: the model's recipe
     batch_size: int | None = None  # None: the model's recipe
     lr: float | None = None  # None: the model's recipe
+    warmup: float | None = None  # epochs of linear warm-up (cosine schedule); None: the recipe
     seed: int = 0  # weights, shuffling and augmentation; the data splits never change
     validation: float = 0.1  # share of the training images held out to pick the best epoch
     precision: str = "auto"  # fp32 | bf16 | fp16; auto = bf16 on a GPU, fp32 on a CPU
@@ -88,6 +90,7 @@ class TrainConfig:
             epochs=self.epochs or recipe.epochs,
             batch_size=self.batch_size or recipe.batch_size,
             lr=self.lr or recipe.lr,
+            warmup=recipe.warmup if self.warmup is None else self.warmup,
             precision=precision,
             out=self.out or f"runs/{self.model}-{slug}-s{self.seed}",
         )
@@ -130,7 +133,11 @@ def compile_for(model: keras.Model, config: TrainConfig, steps: int) -> None:
     heads = len(model.outputs)
     lr = config.lr
     if config.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=max(1, steps * config.epochs))
+        warmup_steps = round(steps * (config.warmup or 0))
+        lr = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup_steps else config.lr, decay_steps=max(1, steps * config.epochs - warmup_steps),
+            warmup_target=config.lr if warmup_steps else None, warmup_steps=warmup_steps,
+        )
     model.compile(
         optimizer=keras.optimizers.Adam(lr),
         loss=[loss] * heads if heads > 1 else loss,
@@ -171,6 +178,7 @@ def train(config: TrainConfig, *, resume: bool = False, verbose="auto") -> dict:
     data = load(config.dataset, image_size=(height, width), channels=channels, validation=config.validation)
     classes = output_units(info.classes, len(data.class_names))
     keras.utils.set_random_seed(config.seed)
+    torch_speed.apply()
     keras.mixed_precision.set_global_policy(PRECISIONS[config.precision])
     started = time.perf_counter()
     with scope:

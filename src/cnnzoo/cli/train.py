@@ -20,6 +20,7 @@ def train(
     epochs: int = typer.Option(None, help="Default: the model's recipe."),
     batch_size: int = typer.Option(None, "--batch-size", help="Default: the model's recipe."),
     lr: float = typer.Option(None, help="Peak learning rate (Adam, cosine decay)."),
+    warmup: float = typer.Option(None, help="Epochs of linear learning-rate warm-up (default: the model's recipe)."),
     seed: int = typer.Option(0, help="Seed for weights, shuffling and augmentation."),
     validation: float = typer.Option(0.1, help="Share of training images used to pick the best epoch."),
     precision: str = typer.Option("auto", help="fp32, bf16 or fp16 (auto: bf16 on GPU, fp32 on CPU)."),
@@ -38,7 +39,7 @@ def train(
     if distribute.multi_host_requested(coordinator, num_processes, process_id):
         distribute.initialize_hosts(coordinator, num_processes, process_id)
 
-    config = TrainConfig(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+    config = TrainConfig(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed,
                          validation=validation, precision=precision, schedule=schedule, devices=devices,
                          out=str(out) if out else None)
     try:

@@ -1,0 +1,77 @@
+"""Plain PyTorch peers of the seed models, as a user would write them without cnnzoo.
+
+The same layers as SPEC §1-2 (HappyModel; the course's ResNet50 with the stride on the
+first 1x1 of each convolutional block) so that throughput is compared on equal work. Used
+by benchmarks/train_speed.py as the reference peer (b); parameter counts are checked
+against the Keras models in tests/test_benchmarks.py.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, cin: int, filters: tuple[int, int, int], stride: int, project: bool):
+        super().__init__()
+        f1, f2, f3 = filters
+        self.branch = nn.Sequential(
+            nn.Conv2d(cin, f1, 1, stride), nn.BatchNorm2d(f1), nn.ReLU(inplace=True),
+            nn.Conv2d(f1, f2, 3, padding=1), nn.BatchNorm2d(f2), nn.ReLU(inplace=True),
+            nn.Conv2d(f2, f3, 1), nn.BatchNorm2d(f3),
+        )
+        self.shortcut = nn.Sequential(nn.Conv2d(cin, f3, 1, stride), nn.BatchNorm2d(f3)) if project else nn.Identity()
+
+    def forward(self, x):
+        return torch.relu(self.branch(x) + self.shortcut(x))
+
+
+class SeedResNet50(nn.Module):
+    """The course's ResNet50 (conv biases kept, as in Keras): 23,600,006 parameters at 64x64/6."""
+
+    STAGES = ((3, (64, 64, 256), 1), (4, (128, 128, 512), 2), (6, (256, 256, 1024), 2), (3, (512, 512, 2048), 2))
+
+    def __init__(self, classes: int = 6):
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.ZeroPad2d(3), nn.Conv2d(3, 64, 7, 2), nn.BatchNorm2d(64), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        ]
+        cin = 64
+        for blocks, filters, stride in self.STAGES:
+            for i in range(blocks):
+                layers.append(Bottleneck(cin, filters, stride if i == 0 else 1, project=i == 0))
+                cin = filters[2]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class HappyModel(nn.Module):
+    """The Keras tutorial's smile detector: 37,633 parameters at 64x64x3."""
+
+    def __init__(self, size: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.ZeroPad2d(3), nn.Conv2d(3, 32, 7), nn.BatchNorm2d(32), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(32 * (size // 2) ** 2, 1),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def build(name: str, classes: int) -> nn.Module:
+    if name == "happy":
+        return HappyModel()
+    if name == "resnet50":
+        return SeedResNet50(classes)
+    raise ValueError(f"No PyTorch reference for {name!r}: there are happy and resnet50.")
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Trainable + BN running statistics, the way Keras counts (gamma/beta + mean/var)."""
+    buffers = sum(b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked"))
+    return sum(p.numel() for p in model.parameters()) + buffers

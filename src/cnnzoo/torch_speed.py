@@ -1,0 +1,96 @@
+"""Two fixes to Keras 3's PyTorch backend that make CNN training ~1.4-2x faster on a CPU.
+
+Profiling ResNet-50 and HappyModel training (docs/benchmarks-train.md) showed Keras 3.15
+spending its extra time, against a plain PyTorch loop, in two places:
+
+1. Layout copies. Conv and pooling permute NHWC inputs to NCHW and then call a plain
+   `.contiguous()`, a full strided copy of every activation, which conv then copies back
+   to channels_last memory (keras-team/keras#23279, fixed for conv by #23199 after 3.15;
+   pooling: #23649, open). The permuted view already has channels_last strides: asking for
+   that memory format copies nothing, and PyTorch's kernels keep it through the network.
+2. BatchNormalization written as ~10 elementwise ops (moments, then normalise), each a
+   pass over the activation in forward and backward. PyTorch's fused batch-norm kernel
+   does it in one pass each way and returns the batch statistics the moving averages need.
+
+`apply()` installs both when the backend is PyTorch; the results agree with stock Keras to
+float32 rounding (tests/test_torch_speed.py). Saved models are unaffected: only the
+computation changes, never a layer class or a weight. `CNNZOO_TORCH_SPEED=0` turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+
+_originals: list[tuple[object, str, object]] = []  # (owner, attribute, stock value)
+
+
+def enabled() -> bool:
+    return os.environ.get("CNNZOO_TORCH_SPEED", "1") != "0"
+
+
+def active() -> bool:
+    return bool(_originals)
+
+
+def apply() -> bool:
+    """Install the fixes once, on the PyTorch backend; return whether they are active."""
+    if _originals:
+        return True
+    if keras.backend.backend() != "torch" or not enabled():
+        return False
+    import torch
+    from keras.src.backend.torch import nn as torch_nn
+    from keras.src.layers.normalization.batch_normalization import BatchNormalization
+
+    memory_formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    stock_transpose = torch_nn._transpose_spatial_inputs
+    stock_call = BatchNormalization.call
+
+    def transpose_spatial_inputs(inputs):
+        """NHWC -> NCHW as a channels_last view: no copy for a contiguous input."""
+        if inputs.ndim not in memory_formats:
+            return stock_transpose(inputs)
+        order = (0, inputs.ndim - 1, *range(1, inputs.ndim - 1))
+        return inputs.permute(order).contiguous(memory_format=memory_formats[inputs.ndim])
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable and mask is None and not self.renorm
+                and inputs.ndim in memory_formats and inputs.dtype == torch.float32):
+            return stock_call(self, inputs, training=training, mask=mask)
+        return _fused_batch_norm(self, inputs, memory_formats[inputs.ndim])
+
+    for owner, name, value in ((torch_nn, "_transpose_spatial_inputs", transpose_spatial_inputs),
+                               (BatchNormalization, "call", call)):
+        _originals.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, value)
+    return True
+
+
+def restore() -> None:
+    """Put stock Keras back (for comparisons)."""
+    while _originals:
+        owner, name, value = _originals.pop()
+        setattr(owner, name, value)
+
+
+def _fused_batch_norm(layer, inputs, memory_format):
+    """Training-mode batch norm in one fused PyTorch kernel; moving averages as Keras does."""
+    import torch
+
+    axis = layer.axis % inputs.ndim
+    order = (0, axis, *[d for d in range(1, inputs.ndim) if d != axis])
+    x = inputs.permute(order)  # channels at dim 1, as PyTorch's kernel wants
+    if axis == inputs.ndim - 1:
+        x = x.contiguous(memory_format=memory_format)  # a no-op for a contiguous NHWC input
+    gamma = layer.gamma.value if layer.scale else None
+    beta = layer.beta.value if layer.center else None
+    outputs, mean, inverse_std = torch.native_batch_norm(x, gamma, beta, None, None, True, 0.0, layer.epsilon)
+    with torch.no_grad():
+        variance = inverse_std.pow(-2) - layer.epsilon  # biased, as Keras' moments
+        momentum = layer.momentum
+        layer.moving_mean.assign(layer.moving_mean.value * momentum + mean * (1.0 - momentum))
+        layer.moving_variance.assign(layer.moving_variance.value * momentum + variance * (1.0 - momentum))
+    inverse = [order.index(d) for d in range(inputs.ndim)]
+    return outputs.permute(inverse)

@@ -1,0 +1,110 @@
+"""The PyTorch-backend fixes change speed only: outputs, gradients and moving statistics
+agree with stock Keras, and `cnnzoo train` turns them on."""
+
+import keras
+import numpy as np
+import pytest
+
+from cnnzoo import torch_speed
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch-backend fixes")
+
+
+def _net(data_format: str, momentum: float = 0.9) -> keras.Model:
+    shape = (12, 12, 5) if data_format == "channels_last" else (5, 12, 12)
+    axis = -1 if data_format == "channels_last" else 1
+    inputs = keras.Input(shape)
+    x = keras.layers.Conv2D(8, 3, padding="same", data_format=data_format, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(axis=axis, momentum=momentum, name="bn")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.MaxPooling2D(2, data_format=data_format)(x)
+    x = keras.layers.BatchNormalization(axis=axis, center=False, name="bn_no_beta")(x)
+    x = keras.layers.GlobalAveragePooling2D(data_format=data_format)(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="fc")(x))
+
+
+def _step(model: keras.Model, x: np.ndarray, training: bool):
+    """Outputs, gradients of a loss w.r.t. input and trainable weights, moving statistics."""
+    import torch
+
+    inputs = torch.tensor(x, requires_grad=True)
+    outputs = model(inputs, training=training)
+    (outputs * torch.arange(1, 4, dtype=outputs.dtype)).square().sum().backward()
+    grads = [inputs.grad.numpy()] + [w.value.grad.numpy() for w in model.trainable_weights]
+    for w in model.trainable_weights:
+        w.value.grad = None
+    moving = [w.numpy() for w in model.non_trainable_weights]
+    return outputs.detach().numpy(), grads, moving
+
+
+@pytest.fixture
+def stock_then_fast():
+    """Run a function under stock Keras, then with the fixes; leave the fixes as found."""
+    was_active = torch_speed.active()
+
+    def run(fn):
+        torch_speed.restore()
+        stock = fn()
+        assert torch_speed.apply()
+        return stock, fn()
+
+    yield run
+    if not was_active:
+        torch_speed.restore()
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("training", [True, False])
+def test_fixes_agree_with_stock_keras(stock_then_fast, data_format, training):
+    x = np.random.default_rng(0).normal(2.0, 3.0, (4, *_net(data_format).input_shape[1:])).astype("float32")
+
+    def run():
+        keras.utils.set_random_seed(1)
+        model = _net(data_format)
+        return [_step(model, x, training) for _ in range(2)]  # two steps: moving stats compound
+
+    stock, fast = stock_then_fast(run)
+    for (out_s, grads_s, moving_s), (out_f, grads_f, moving_f) in zip(stock, fast):
+        np.testing.assert_allclose(out_f, out_s, rtol=1e-4, atol=1e-5)
+        for g_f, g_s in zip(grads_f, grads_s):
+            np.testing.assert_allclose(g_f, g_s, rtol=1e-3, atol=1e-4)
+        for m_f, m_s in zip(moving_f, moving_s):
+            np.testing.assert_allclose(m_f, m_s, rtol=1e-5, atol=1e-6)
+    if training:  # the moving statistics did move: the comparison above is not vacuous
+        assert not np.allclose(fast[0][2][0], 0.0)
+
+
+def test_conv_input_is_not_copied(stock_then_fast):
+    """The NHWC->NCHW view of a contiguous input is already channels_last: no copy."""
+    import torch
+    from keras.src.backend.torch import nn as torch_nn
+
+    x = torch.randn(2, 6, 6, 4)
+    stock, fast = stock_then_fast(lambda: torch_nn._transpose_spatial_inputs(x))
+    assert stock.data_ptr() != x.data_ptr()  # stock Keras 3.15 copies
+    assert fast.data_ptr() == x.data_ptr() and fast.shape == (2, 4, 6, 6)
+    assert fast.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_train_applies_the_fixes(monkeypatch, tmp_path):
+    """`cnnzoo train` installs them; CNNZOO_TORCH_SPEED=0 keeps stock Keras."""
+    calls = []
+    monkeypatch.setattr(torch_speed, "apply", lambda: calls.append(1) or True)
+    from cnnzoo.train import TrainConfig, train
+    from imagefolders import make_folder
+
+    folder = make_folder(tmp_path / "data", classes=("a", "b"), per_class=6, size=16)
+    train(TrainConfig("happy", f"folder:{folder}", epochs=1, batch_size=8, out=str(tmp_path / "run")), verbose=0)
+    assert calls == [1]
+
+
+def test_switch_off(monkeypatch):
+    monkeypatch.setenv("CNNZOO_TORCH_SPEED", "0")
+    was_active = torch_speed.active()
+    torch_speed.restore()
+    try:
+        assert torch_speed.apply() is False and not torch_speed.active()
+    finally:
+        if was_active:
+            monkeypatch.delenv("CNNZOO_TORCH_SPEED")
+            torch_speed.apply()
