@@ -67,6 +67,7 @@ class TrainConfig:
     batch_size: int | None = None  # None: the model's recipe
     lr: float | None = None  # None: the model's recipe
     warmup: float | None = None  # epochs of linear warm-up (cosine schedule); None: the recipe
+    bn_momentum: float | None = None  # BatchNormalization momentum; None: the recipe (0.99 = Keras')
     seed: int = 0  # weights, shuffling and augmentation; the data splits never change
     validation: float = 0.1  # share of the training images held out to pick the best epoch
     precision: str = "auto"  # fp32 | bf16 | fp16; auto = bf16 on a GPU, fp32 on a CPU
@@ -91,6 +92,7 @@ class TrainConfig:
             batch_size=self.batch_size or recipe.batch_size,
             lr=self.lr or recipe.lr,
             warmup=recipe.warmup if self.warmup is None else self.warmup,
+            bn_momentum=self.bn_momentum or recipe.bn_momentum,
             precision=precision,
             out=self.out or f"runs/{self.model}-{slug}-s{self.seed}",
         )
@@ -189,7 +191,7 @@ def train(config: TrainConfig, *, resume: bool = False, verbose="auto") -> dict:
 
 
 def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbose, device_count: int) -> None:
-    recipe = recipe_for(config.model)
+    recipe = dataclasses.replace(recipe_for(config.model), bn_momentum=config.bn_momentum)
 
     if resume and (run / runs.LAST).exists():
         model = keras.saving.load_model(run / runs.LAST)  # weights and optimizer state

@@ -21,6 +21,7 @@ def train(
     batch_size: int = typer.Option(None, "--batch-size", help="Default: the model's recipe."),
     lr: float = typer.Option(None, help="Peak learning rate (Adam, cosine decay)."),
     warmup: float = typer.Option(None, help="Epochs of linear learning-rate warm-up (default: the model's recipe)."),
+    bn_momentum: float = typer.Option(None, "--bn-momentum", help="BatchNormalization momentum (default: the recipe's; Keras' own is 0.99)."),
     seed: int = typer.Option(0, help="Seed for weights, shuffling and augmentation."),
     validation: float = typer.Option(0.1, help="Share of training images used to pick the best epoch."),
     precision: str = typer.Option("auto", help="fp32, bf16 or fp16 (auto: bf16 on GPU, fp32 on CPU)."),
@@ -39,8 +40,8 @@ def train(
     if distribute.multi_host_requested(coordinator, num_processes, process_id):
         distribute.initialize_hosts(coordinator, num_processes, process_id)
 
-    config = TrainConfig(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed,
-                         validation=validation, precision=precision, schedule=schedule, devices=devices,
+    config = TrainConfig(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup, bn_momentum=bn_momentum,
+                         seed=seed,                          validation=validation, precision=precision, schedule=schedule, devices=devices,
                          out=str(out) if out else None)
     try:
         metrics = run_training(config, resume=resume)
