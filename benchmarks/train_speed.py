@@ -1,0 +1,255 @@
+"""Training throughput and peak memory: cnnzoo against plain PyTorch and naive Keras, side by side.
+
+    python benchmarks/train_speed.py [--cases resnet50-64-b32 happy-64-b32 ...] [--steps 12]
+
+Peers, each in its own process (a Keras backend is fixed per process), on synthetic data of
+the right shape:
+  (a) cnnzoo as `cnnzoo train` runs it: default backend and precision, uint8 pixels scaled
+      inside the model, the recipe's augmentation, `fit` on cnnzoo's batches;
+  (b) plain PyTorch (benchmarks/torch_reference.py, same layers): an idiomatic loop,
+      channels_last; on a GPU also bf16 autocast and torch.compile, the best one reported;
+  (c) the course's Keras code as a naive user runs it in Keras 3: stock Keras (no cnnzoo
+      fixes) on the same backend as (a), fp32, float inputs, `model.fit` on arrays.
+Each figure is the median over timed steps after warm-up, each step synchronised. Writes
+docs/benchmarks-train.json and docs/benchmarks-train.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# name: (model, input shape, classes, batch on a CPU, batch on a GPU)
+CASES = {
+    "resnet50-64-b32": ("resnet50", (64, 64, 3), 6, 32, 32),
+    "resnet50-64-b256": ("resnet50", (64, 64, 3), 6, 256, 256),
+    "resnet50-224": ("resnet50", (224, 224, 3), 1000, 16, 256),
+    "happy-64-b32": ("happy", (64, 64, 3), 1, 32, 32),
+    "happy-64-b256": ("happy", (64, 64, 3), 1, 256, 256),
+}
+PEERS = ("cnnzoo", "torch", "keras")
+
+
+def _gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _data(shape, classes: int, count: int):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (count, *shape), dtype="uint8")
+    y = rng.integers(0, max(classes, 2), count)
+    return x, (y.astype("float32").reshape(-1, 1) if classes == 1 else y)
+
+
+def _keras_timer():
+    import cnnzoo  # noqa: F401  (selects the backend before keras loads)
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        """Per-step wall time, each step synchronised by reading its loss."""
+
+        def __init__(self):
+            super().__init__()
+            self.times: list[float] = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            float(logs["loss"])
+            self.times.append(time.perf_counter() - self.start)
+
+    return StepTimer()
+
+
+def child_keras(case: str, steps: int, warmup: int, naive: bool) -> dict:
+    from cnnzoo import torch_speed  # first: cnnzoo selects the backend as a user gets it
+
+    import keras
+    from cnnzoo.models import model_info
+    from cnnzoo.pipeline import ArrayBatches
+    from cnnzoo.train import PRECISIONS, TrainConfig, build_training_model, compile_for, recipe_for
+
+    name, shape, classes, cpu_batch, gpu_batch = CASES[case]
+    timer = _keras_timer()
+    if naive:  # the course's code: build, compile("adam"), fit float arrays
+        batch = gpu_batch if _has_accelerator() else cpu_batch
+        x, y = _data(shape, classes, batch * (steps + warmup))
+        model = model_info(name).build(input_shape=shape, classes=classes)
+        model.compile(optimizer="adam", loss="binary_crossentropy" if classes == 1 else "sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        model.fit(x.astype("float32") / 255, y, batch_size=batch, epochs=1, verbose=0, callbacks=[timer])
+        settings = "stock Keras, fp32"
+    else:  # what `cnnzoo train` does
+        batch = gpu_batch if _has_accelerator() else cpu_batch
+        config = TrainConfig(name, "synthetic", epochs=1, batch_size=batch).resolved()
+        active = torch_speed.apply()
+        keras.mixed_precision.set_global_policy(PRECISIONS[config.precision])
+        x, y = _data(shape, classes, batch * (steps + warmup))
+        model = build_training_model(name, shape, classes, recipe_for(name))
+        compile_for(model, config, steps + warmup)
+        model.fit(ArrayBatches(x, y, batch, shuffle=True), epochs=1, verbose=0, callbacks=[timer])
+        settings = f"{config.precision}" + (", torch fixes" if active else "")
+    return _result(batch, timer.times[warmup:], f"keras {keras.__version__} on {keras.backend.backend()}, {settings}")
+
+
+def _has_accelerator() -> bool:
+    from cnnzoo import backend
+
+    return backend.has_accelerator()
+
+
+def child_torch(case: str, steps: int, warmup: int) -> dict:
+    import torch
+
+    import torch_reference
+
+    name, shape, classes, cpu_batch, gpu_batch = CASES[case]
+    cuda = _gpu()
+    device = "cuda" if cuda else "cpu"
+    batch = gpu_batch if cuda else cpu_batch
+    x, y = _data(shape, classes, batch)
+    images = torch.from_numpy(x).to(device).permute(0, 3, 1, 2).float().div(255)
+    images = images.contiguous(memory_format=torch.channels_last)
+    labels = torch.from_numpy(y).to(device)
+    loss_fn = torch.nn.BCEWithLogitsLoss() if classes == 1 else torch.nn.CrossEntropyLoss()
+    variants = [("eager fp32", False, None)]
+    if cuda:
+        variants += [("eager bf16", False, torch.bfloat16), ("compile bf16", True, torch.bfloat16)]
+    best = None
+    for label, compiled, autocast in variants:
+        net = torch_reference.build(name, classes).to(device, memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(net.parameters(), 1e-3)
+        forward = torch.compile(net) if compiled else net
+        times = []
+        for _ in range(steps + warmup):
+            start = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device, dtype=autocast or torch.float32, enabled=autocast is not None):
+                loss = loss_fn(forward(images), labels)
+            loss.backward()
+            optimizer.step()
+            if cuda:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        result = _result(batch, times[warmup:], f"torch {torch.__version__}, {label}, channels_last")
+        if best is None or result["images_per_s"] > best["images_per_s"]:
+            best = result
+    return best
+
+
+def _result(batch: int, times: list[float], settings: str) -> dict:
+    step = statistics.median(times)
+    result = {
+        "batch": batch, "images_per_s": round(batch / step, 1), "step_ms": round(1000 * step, 1),
+        "steps_timed": len(times), "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "settings": settings,
+    }
+    result["peak_device_mib"] = _peak_device_memory()
+    return result
+
+
+def _peak_device_memory():
+    if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+        return round(sys.modules["torch"].cuda.max_memory_allocated() / 2**20)
+    if "jax" in sys.modules:
+        stats = sys.modules["jax"].devices()[0].memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            return round(stats["peak_bytes_in_use"] / 2**20)
+    return None
+
+
+def measure(peer: str, case: str, steps: int, warmup: int) -> dict:
+    """Run one peer on one case in a fresh process; its last line is the JSON result."""
+    command = [sys.executable, __file__, "--child", peer, case, "--steps", str(steps), "--warmup", str(warmup)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _ratio(a: dict, b: dict) -> str:
+    if "images_per_s" not in a or "images_per_s" not in b:
+        return "—"
+    return f"{a['images_per_s'] / b['images_per_s']:.2f}x"
+
+
+def table(results: dict) -> str:
+    lines = [
+        "| case | batch | (a) cnnzoo img/s | (b) PyTorch img/s | (c) naive Keras img/s | a/b | a/c | peak RSS a / b / c (MiB) | device memory a / b / c (MiB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for case, peers in results.items():
+        a, b, c = (peers[p] for p in PEERS)
+        cell = lambda r, k: str(r.get(k, r.get("error", "—")))  # noqa: E731
+        lines.append(
+            f"| {case} | {a.get('batch', '—')} | {cell(a, 'images_per_s')} | {cell(b, 'images_per_s')} | "
+            f"{cell(c, 'images_per_s')} | {_ratio(a, b)} | {_ratio(a, c)} | "
+            f"{' / '.join(str(r.get('peak_rss_mib', '—')) for r in (a, b, c))} | "
+            f"{' / '.join(str(r.get('peak_device_mib') or '—') for r in (a, b, c))} |"
+        )
+    settings = sorted({f"({'abc'[i]}) {r[p]['settings']}" for r in results.values()
+                       for i, p in enumerate(PEERS) if "settings" in r[p]})
+    return "\n".join(lines) + "\n\nSettings: " + "; ".join(settings) + "."
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--peers", nargs="+", default=list(PEERS), choices=PEERS)
+    parser.add_argument("--steps", type=int, default=12, help="timed steps per peer")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation, caches)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks-train.md")
+    parser.add_argument("--child", nargs=2, metavar=("PEER", "CASE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        peer, case = args.child
+        result = (child_torch(case, args.steps, args.warmup) if peer == "torch"
+                  else child_keras(case, args.steps, args.warmup, naive=peer == "keras"))
+        print(json.dumps(result))
+        return
+
+    results = {}
+    for case in args.cases:
+        results[case] = {p: (measure(p, case, args.steps, args.warmup) if p in args.peers else {}) for p in PEERS}
+        print(case, json.dumps(results[case]), flush=True)
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            machine += f", {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    stamp = datetime.date.today().isoformat()
+    from cnnzoo import atomic
+
+    atomic.write_json(args.out.with_suffix(".json"), {"machine": machine, "date": stamp, "results": results})
+    atomic.write_text(args.out, f"""# Training throughput: cnnzoo vs plain PyTorch vs naive Keras
+
+`python benchmarks/train_speed.py --steps {args.steps} --warmup {args.warmup}` on {machine}, {stamp}.
+Median images/s over {args.steps} synchronised steps after {args.warmup} warm-up steps, synthetic
+data; peak RSS is each peer's whole process. The peers are described in the script's docstring.
+
+{table(results)}
+""")
+
+
+if __name__ == "__main__":
+    main()
