@@ -48,7 +48,7 @@ def private_cache(tmp_path_factory):
 def softmax_run(folders, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "softmax"
     result = invoke("train", "happy", "--dataset", f"folder:{folders['three']}", "--epochs", 2,
-                    "--batch-size", 8, "--out", out)
+                    "--batch-size", 8, "--augment", "mirror,color", "--out", out)
     assert result.exit_code == 0, result.output
     return out, result.stdout
 
@@ -90,7 +90,9 @@ def test_saved_model_scales_pixels_itself(softmax_run):
     assert model.inputs[0].dtype == "uint8"
     # the recipe's BN momentum (0.9, not Keras' 0.99) is applied and saved
     assert model.get_layer("HappyModel").get_layer("bn0").momentum == 0.9
-    assert isinstance(model.get_layer("random_flip"), keras.layers.RandomFlip)  # happy's recipe mirrors
+    # the augmentation asked for, in cnnzoo's order, and nothing else
+    assert [layer.name for layer in model.layers[2:-1]] == ["random_flip", "channel_shift"]
+    assert json.loads((softmax_run[0] / "config.json").read_text())["train"]["augment"] == "mirror,color"
     assert isinstance(model.get_layer("scale"), keras.layers.Rescaling)
     assert model.get_layer("HappyModel").output.shape[-1] == 3
 
@@ -138,6 +140,14 @@ def test_unknown_schedule_is_refused_before_anything_is_written(tmp_path):
     result = invoke("train", "happy", "--dataset", "signs", "--schedule", "linear", "--out", tmp_path / "r")
     assert result.exit_code == 2
     assert "Unknown schedule 'linear': use one of cosine, constant." in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_augmentation_is_refused_before_anything_is_written(tmp_path):
+    result = invoke("train", "happy", "--dataset", "signs", "--augment", "mirror,jitter", "--out", tmp_path / "r")
+    assert result.exit_code == 2
+    assert ("Unknown augmentation 'jitter': use a comma-separated list of mirror, shift, crop, "
+            "resized-crop, color, pca, rotate (or none).") in result.stderr
     assert not (tmp_path / "r").exists()
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cnnzoo import atomic, backend, distribute, runs, torch_speed
+from cnnzoo import atomic, augment, backend, distribute, runs, torch_speed
 from cnnzoo.errors import UserError
 from cnnzoo.evaluate import classification_metrics, predict_proba
 from cnnzoo.models import model_info
@@ -33,8 +33,6 @@ class Recipe:
     batch_size: int = 32
     lr: float = 1e-3  # Adam's peak learning rate, decayed to 0 on a cosine over the run
     warmup: float = 0.0  # epochs of linear learning-rate warm-up from 0 before the cosine
-    shift: float = 0.0  # random translation (fraction of the image) while training; 0 = off
-    flip: bool = False  # random left-right mirroring while training (wrong for handedness)
     # BatchNormalization momentum while training. Keras' 0.99 averages over ~100 steps: on a
     # small dataset (~29 steps an epoch for signs) the moving statistics lag the weights, and
     # ResNet-50's validation accuracy stayed at 13-18% through 14 epochs while training
@@ -43,11 +41,8 @@ class Recipe:
 
 
 RECIPES = {
-    # Faces are left-right symmetric: mirroring is free data. No shift: it costs +56% per
-    # step on this small, compute-bound model.
-    "happy": Recipe(epochs=8, batch_size=32, lr=1e-3, flip=True),
-    # Hand signs are not mirrored (handedness); small shifts instead.
-    "resnet50": Recipe(epochs=30, batch_size=32, lr=1e-3, shift=0.1),
+    "happy": Recipe(epochs=8, batch_size=32, lr=1e-3),
+    "resnet50": Recipe(epochs=30, batch_size=32, lr=1e-3),
 }
 DEFAULT_RECIPE = Recipe()
 
@@ -67,6 +62,7 @@ class TrainConfig:
     batch_size: int | None = None  # None: the model's recipe
     lr: float | None = None  # None: the model's recipe
     warmup: float | None = None  # epochs of linear warm-up (cosine schedule); None: the recipe
+    augment: str | None = None  # comma-separated cnnzoo.augment names; None: the dataset's default
     bn_momentum: float | None = None  # BatchNormalization momentum; None: the recipe (0.99 = Keras')
     seed: int = 0  # weights, shuffling and augmentation; the data splits never change
     validation: float = 0.1  # share of the training images held out to pick the best epoch
@@ -93,6 +89,7 @@ class TrainConfig:
             lr=self.lr or recipe.lr,
             warmup=recipe.warmup if self.warmup is None else self.warmup,
             bn_momentum=self.bn_momentum or recipe.bn_momentum,
+            augment=",".join(augment.parse(augment.default_for(self.dataset) if self.augment is None else self.augment)),
             precision=precision,
             out=self.out or f"runs/{self.model}-{slug}-s{self.seed}",
         )
@@ -111,21 +108,21 @@ def _batch_norms(model: keras.Model):
             yield layer
 
 
-def build_training_model(name: str, image_shape, classes: int, recipe: Recipe = DEFAULT_RECIPE) -> keras.Model:
+def build_training_model(name: str, image_shape, classes: int, recipe: Recipe = DEFAULT_RECIPE, *,
+                         augmentations=(), train_images=None) -> keras.Model:
     """uint8 pixels -> Rescaling(1/255) -> [augmentation] -> the registered architecture.
 
-    Augmentation layers are active only in training; at inference they pass images through.
-    The recipe's BN momentum is set on the architecture's layers (and saved with them).
+    Augmentation layers (cnnzoo.augment names) are active only in training; at inference they
+    pass images through. `train_images` give PCA colour augmentation its basis. The recipe's
+    BN momentum is set on the architecture's layers (and saved with them).
     """
     arch = model_info(name).build(input_shape=tuple(image_shape), classes=classes)
     for layer in _batch_norms(arch):
         layer.momentum = recipe.bn_momentum
     pixels = keras.Input(tuple(image_shape), dtype="uint8", name="pixels")
     x = keras.layers.Rescaling(1 / 255, name="scale")(pixels)
-    if recipe.flip:
-        x = keras.layers.RandomFlip("horizontal", name="random_flip")(x)
-    if recipe.shift:
-        x = keras.layers.RandomTranslation(recipe.shift, recipe.shift, fill_mode="nearest", name="random_shift")(x)
+    for layer in augment.layers_for(augmentations, train_images):
+        x = layer(x)
     return keras.Model(pixels, arch(x), name=f"cnnzoo_{name}")
 
 
@@ -196,7 +193,8 @@ def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbo
     if resume and (run / runs.LAST).exists():
         model = keras.saving.load_model(run / runs.LAST)  # weights and optimizer state
     else:
-        model = build_training_model(config.model, data.image_shape, classes, recipe)
+        model = build_training_model(config.model, data.image_shape, classes, recipe,
+                                     augmentations=config.augment, train_images=data.train.x)
         compile_for(model, config, steps=int(np.ceil(len(data.train.x) / config.batch_size)))
     if not resume:
         atomic.write_json(run / runs.CONFIG, {

@@ -21,6 +21,7 @@ def train(
     batch_size: int = typer.Option(None, "--batch-size", help="Default: the model's recipe."),
     lr: float = typer.Option(None, help="Peak learning rate (Adam, cosine decay)."),
     warmup: float = typer.Option(None, help="Epochs of linear learning-rate warm-up (default: the model's recipe)."),
+    augment: str = typer.Option(None, help="Comma-separated: mirror, shift, crop, resized-crop, color, pca, rotate, or none (default: the dataset's, see docs/AUGMENT.md)."),
     bn_momentum: float = typer.Option(None, "--bn-momentum", help="BatchNormalization momentum (default: the recipe's; Keras' own is 0.99)."),
     seed: int = typer.Option(0, help="Seed for weights, shuffling and augmentation."),
     validation: float = typer.Option(0.1, help="Share of training images used to pick the best epoch."),
@@ -40,7 +41,7 @@ def train(
     if distribute.multi_host_requested(coordinator, num_processes, process_id):
         distribute.initialize_hosts(coordinator, num_processes, process_id)
 
-    config = TrainConfig(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup, bn_momentum=bn_momentum,
+    config = TrainConfig(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup, augment=augment, bn_momentum=bn_momentum,
                          seed=seed,                          validation=validation, precision=precision, schedule=schedule, devices=devices,
                          out=str(out) if out else None)
     try:

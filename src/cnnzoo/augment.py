@@ -1,0 +1,188 @@
+"""Training-time augmentation as Keras layers: they run inside the training step, on the
+device, on any backend, and pass images through unchanged at inference.
+
+Images reach them scaled to [0, 1] (after the model's Rescaling layer). Keras provides the
+mirror, translation and rotation layers; the two colour augmentations of the lecture and
+the Inception-style random-resized crop are not in Keras, so they are written here, each
+seeded through a keras.random.SeedGenerator.
+
+| name | what | layer |
+| --- | --- | --- |
+| mirror | left-right flip, p = 0.5 (wrong for handedness: hand signs) | keras RandomFlip |
+| shift | translate up to 10% each way, edge pixels repeated | keras RandomTranslation |
+| crop | pad-and-crop: shift up to 1/8 of the side, zero fill, whole pixels | keras RandomTranslation |
+| resized-crop | a random box of 35-100% of the area, aspect 3/4-4/3, resized back | RandomResizedCrop |
+| color | an independent offset per channel, uniform in +-0.1 | ChannelShift |
+| pca | AlexNet's PCA colour: x + P (alpha * lambda), alpha ~ N(0, 0.1) | PCAColor |
+| rotate | rotate up to +-10 degrees | keras RandomRotation |
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from cnnzoo.errors import UserError
+
+AUGMENTATIONS = ("mirror", "shift", "crop", "resized-crop", "color", "pca", "rotate")
+
+
+@keras.saving.register_keras_serializable(package="cnnzoo")
+class ChannelShift(keras.layers.Layer):
+    """Add an independent random offset to each channel of each image (training only)."""
+
+    def __init__(self, max_delta: float = 0.1, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.max_delta, self.seed = float(max_delta), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        shape = ops.shape(images)
+        offsets = keras.random.uniform((shape[0], 1, 1, shape[-1]), -self.max_delta, self.max_delta,
+                                       seed=self.seed_generator, dtype=images.dtype)
+        return ops.clip(images + offsets, 0.0, 1.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "max_delta": self.max_delta, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="cnnzoo")
+class PCAColor(keras.layers.Layer):
+    """AlexNet's colour augmentation: add P @ (alpha * lambda) to every pixel of an image,
+    where P, lambda are the eigenvectors/eigenvalues of the training set's RGB covariance and
+    alpha ~ N(0, sigma) is drawn once per image (Krizhevsky et al. 2012, section 4.1)."""
+
+    def __init__(self, eigenvalues, eigenvectors, sigma: float = 0.1, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.eigenvalues = np.asarray(eigenvalues, dtype="float32").reshape(-1)
+        self.eigenvectors = np.asarray(eigenvectors, dtype="float32")  # columns are components
+        self.sigma, self.seed = float(sigma), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def offsets(self, alphas):
+        """Per-image RGB offsets for alphas of shape (batch, channels)."""
+        scaled = alphas * ops.convert_to_tensor(self.eigenvalues, dtype=alphas.dtype)
+        return ops.matmul(scaled, ops.transpose(ops.convert_to_tensor(self.eigenvectors, dtype=alphas.dtype)))
+
+    def shift(self, images, alphas):
+        """The augmentation for given alphas: images + offsets, clipped to [0, 1]."""
+        images = ops.convert_to_tensor(images)
+        offsets = self.offsets(ops.cast(alphas, images.dtype))
+        return ops.clip(images + offsets[:, None, None, :], 0.0, 1.0)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        alphas = keras.random.normal((ops.shape(images)[0], len(self.eigenvalues)), stddev=self.sigma,
+                                     seed=self.seed_generator, dtype=images.dtype)
+        return self.shift(images, alphas)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "eigenvalues": self.eigenvalues.tolist(),
+                "eigenvectors": self.eigenvectors.tolist(), "sigma": self.sigma, "seed": self.seed}
+
+
+def pca_basis(images: np.ndarray, max_pixels: int = 1_000_000, seed: int = 0):
+    """Eigenvalues (descending) and eigenvectors (columns) of the RGB covariance of uint8
+    images on the [0, 1] scale, from at most `max_pixels` randomly chosen pixels."""
+    pixels = images.reshape(-1, images.shape[-1])
+    if len(pixels) > max_pixels:
+        pixels = pixels[np.random.default_rng(seed).choice(len(pixels), max_pixels, replace=False)]
+    values, vectors = np.linalg.eigh(np.atleast_2d(np.cov(pixels.astype("float64") / 255.0, rowvar=False)))
+    order = np.argsort(values)[::-1]
+    return values[order].astype("float32"), vectors[:, order].astype("float32")
+
+
+@keras.saving.register_keras_serializable(package="cnnzoo")
+class RandomResizedCrop(keras.layers.Layer):
+    """Inception-style crop: a random box of `scale` of the area and `ratio` aspect, resized
+    back to the input size (bilinear), per image (training only)."""
+
+    def __init__(self, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3), seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.scale, self.ratio, self.seed = tuple(scale), tuple(ratio), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        batch = ops.shape(images)[0]
+        u = keras.random.uniform((batch, 4), seed=self.seed_generator, dtype="float32")
+        area = self.scale[0] + (self.scale[1] - self.scale[0]) * u[:, 0]
+        log_ratio = np.log(self.ratio[0]) + (np.log(self.ratio[1]) - np.log(self.ratio[0])) * u[:, 1]
+        aspect = ops.exp(log_ratio)
+        # box sides as fractions of the image; clipped to fit (then the area is smaller)
+        width = ops.minimum(ops.sqrt(area * aspect), 1.0)
+        height = ops.minimum(ops.sqrt(area / aspect), 1.0)
+        left, top = (1.0 - width) * u[:, 2], (1.0 - height) * u[:, 3]
+        h, w = images.shape[1], images.shape[2]
+        # output pixel (x, y) reads input (width * x + left * w, height * y + top * h)
+        zeros = ops.zeros_like(width)
+        transform = ops.stack([width, zeros, left * w, zeros, height, top * h, zeros, zeros], axis=1)
+        out = ops.image.affine_transform(images, ops.cast(transform, images.dtype), interpolation="bilinear",
+                                         fill_mode="nearest")
+        return ops.cast(out, images.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "scale": list(self.scale), "ratio": list(self.ratio), "seed": self.seed}
+
+
+# Per-dataset defaults: faces are left-right symmetric, so mirroring is free data; hand signs
+# and digits are not (a mirrored sign is the other hand's, a mirrored 2 is no digit), so
+# they get small shifts. Image folders get none: cnnzoo cannot know what they hold.
+DEFAULTS = {"smiles": ("mirror",), "signs": ("shift",), "sign-digits": ("shift",), "mnist": ("shift",)}
+
+
+def default_for(dataset: str) -> tuple[str, ...]:
+    return DEFAULTS.get(dataset, ())
+
+
+def parse(names: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """'mirror,crop' -> ('mirror', 'crop'); '' or 'none' -> (); unknown names -> UserError."""
+    if names is None:
+        return ()
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip() and n.strip() != "none"]
+    unknown = [n for n in names if n not in AUGMENTATIONS]
+    if unknown:
+        raise UserError(f"Unknown augmentation {unknown[0]!r}: use a comma-separated list of "
+                        f"{', '.join(AUGMENTATIONS)} (or none).")
+    return tuple(names)
+
+
+def layers_for(names, train_images: np.ndarray | None = None) -> list[keras.layers.Layer]:
+    """The augmentation layers for `names`, in a fixed order (geometry, then colour).
+
+    `train_images` (uint8) are needed for pca: its basis is the training set's colours.
+    Their random streams follow keras.utils.set_random_seed (cnnzoo train's --seed).
+    """
+    names = set(parse(names))
+    make = {
+        "resized-crop": lambda: RandomResizedCrop(name="random_resized_crop"),
+        "crop": lambda: keras.layers.RandomTranslation(0.125, 0.125, fill_mode="constant", interpolation="nearest",
+                                                       name="random_crop"),
+        "shift": lambda: keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", name="random_shift"),
+        "rotate": lambda: keras.layers.RandomRotation(10 / 360, fill_mode="nearest", name="random_rotate"),
+        "mirror": lambda: keras.layers.RandomFlip("horizontal", name="random_flip"),
+        "color": lambda: ChannelShift(0.1, name="channel_shift"),
+        "pca": lambda: PCAColor(*_basis(train_images), name="pca_color"),
+    }
+    return [make[name]() for name in make if name in names]
+
+
+def _basis(train_images):
+    if train_images is None:
+        raise UserError("PCA colour augmentation needs the training images to compute its colour basis.")
+    return pca_basis(train_images)

@@ -1,0 +1,112 @@
+"""Augmentation layers: shapes, dtypes, ranges, identity at inference, PCA colour against a
+NumPy reference, seeded reproducibility, and the names users type."""
+
+import keras
+import numpy as np
+import pytest
+
+from cnnzoo import augment
+from cnnzoo.errors import UserError
+
+pytestmark = pytest.mark.jax  # backend-agnostic: run on the JAX subset too
+
+RNG = np.random.default_rng(0)
+UINT8 = RNG.integers(0, 256, (64, 16, 16, 3), dtype="uint8")
+IMAGES = (UINT8[:4] / 255).astype("float32")
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+@pytest.mark.parametrize("name", augment.AUGMENTATIONS)
+def test_each_augmentation_keeps_shape_dtype_and_range_and_is_identity_at_inference(name):
+    (layer,) = augment.layers_for(name, train_images=UINT8)
+    keras.utils.set_random_seed(3)
+    trained = _np(layer(IMAGES, training=True))
+    assert trained.shape == IMAGES.shape and trained.dtype == np.float32
+    assert trained.min() >= 0.0 and trained.max() <= 1.0
+    assert not np.allclose(trained, IMAGES)  # it does change images while training
+    np.testing.assert_array_equal(_np(layer(IMAGES, training=False)), IMAGES)
+
+
+@pytest.mark.parametrize("name", augment.AUGMENTATIONS)
+def test_the_same_seed_gives_the_same_augmentation(name):
+    def run():
+        keras.utils.set_random_seed(7)
+        (layer,) = augment.layers_for(name, train_images=UINT8)
+        return _np(layer(IMAGES, training=True))
+
+    np.testing.assert_array_equal(run(), run())
+
+
+def test_pca_colour_matches_numpy_for_fixed_alphas():
+    values, vectors = augment.pca_basis(UINT8)
+    pixels = UINT8.reshape(-1, 3) / 255.0
+    ref_values, ref_vectors = np.linalg.eigh(np.cov(pixels, rowvar=False))
+    np.testing.assert_allclose(values, ref_values[::-1], rtol=1e-4)
+    np.testing.assert_allclose(np.abs(vectors), np.abs(ref_vectors[:, ::-1]), atol=1e-4)  # up to sign
+
+    layer = augment.PCAColor(values, vectors, sigma=0.1)
+    alphas = np.array([[0.1, -0.2, 0.05], [-0.15, 0.0, 0.3], [0.0, 0.0, 0.0], [2.0, 1.0, -1.0]], "float32")
+    expected = np.clip(IMAGES + (vectors @ (alphas * values).T).T[:, None, None, :], 0.0, 1.0)
+    np.testing.assert_allclose(_np(layer.shift(IMAGES, alphas)), expected, atol=1e-6)
+
+
+def test_pca_colour_draws_alphas_with_the_given_sigma():
+    # identity basis and unit eigenvalues: the per-image offset is alpha itself
+    layer = augment.PCAColor(np.ones(3), np.eye(3), sigma=0.1)
+    grey = np.full((4096, 2, 2, 3), 0.5, "float32")
+    keras.utils.set_random_seed(0)
+    offsets = _np(layer(grey, training=True))[:, 0, 0, :] - 0.5
+    assert abs(offsets.std() - 0.1) < 0.005 and abs(offsets.mean()) < 0.005
+
+
+def test_channel_shift_is_one_offset_per_image_and_channel():
+    flat = np.full((8, 4, 4, 3), 0.5, "float32")
+    keras.utils.set_random_seed(1)
+    out = _np(augment.ChannelShift(0.1)(flat, training=True))
+    assert np.all(out == out[:, :1, :1, :])  # constant over the image
+    assert np.all(np.abs(out - 0.5) <= 0.1 + 1e-6)
+    assert len(np.unique(out[:, 0, 0, :])) == 24  # independent per image and channel
+
+
+def test_resized_crop_of_the_whole_image_is_the_image():
+    layer = augment.RandomResizedCrop(scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    np.testing.assert_allclose(_np(layer(IMAGES, training=True)), IMAGES, atol=1e-5)
+
+
+def test_resized_crop_of_a_quarter_magnifies_a_corner_to_centre_region():
+    # an image whose value is its column index: a crop of half the width, resized back,
+    # spans half the columns, so its values rise by about half as fast
+    ramp = np.tile(np.arange(16, dtype="float32")[None, :, None], (16, 1, 3))[None] / 15
+    keras.utils.set_random_seed(2)
+    out = _np(augment.RandomResizedCrop(scale=(0.25, 0.25), ratio=(1.0, 1.0))(ramp, training=True))[0, 8, :, 0]
+    assert np.all(np.diff(out) >= -1e-6)
+    assert 0.4 < (out[-1] - out[0]) < 0.6
+
+
+def test_names_and_defaults():
+    assert augment.parse("mirror, pca") == ("mirror", "pca")
+    assert augment.parse("none") == () and augment.parse("") == ()
+    assert augment.default_for("smiles") == ("mirror",)
+    assert augment.default_for("signs") == ("shift",)  # a mirrored hand sign is the other hand's
+    assert augment.default_for("folder:/x") == ()
+    with pytest.raises(UserError, match="Unknown augmentation 'blur'"):
+        augment.parse("mirror,blur")
+    with pytest.raises(UserError, match="needs the training images"):
+        augment.layers_for("pca")
+
+
+def test_a_model_with_every_augmentation_saves_and_loads(tmp_path):
+    from cnnzoo.train import build_training_model
+
+    model = build_training_model("lenet5", (32, 32, 1), 10, augmentations=",".join(augment.AUGMENTATIONS),
+                                 train_images=RNG.integers(0, 256, (8, 32, 32, 1), dtype="uint8"))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    x = RNG.integers(0, 256, (2, 32, 32, 1), dtype="uint8")
+    np.testing.assert_allclose(_np(loaded(x, training=False)), _np(model(x, training=False)), atol=1e-6)
+    assert [layer.name for layer in loaded.layers[2:-1]] == [
+        "random_resized_crop", "random_crop", "random_shift", "random_rotate", "random_flip", "channel_shift",
+        "pca_color"]
