@@ -264,3 +264,53 @@ def test_warmup_ramps_the_learning_rate_up_then_the_cosine_decays_it():
     lr = {step: float(schedule(step)) for step in (0, 5, 10, 30, 50)}
     assert lr[0] == 0.0 and lr[5] == pytest.approx(5e-4) and lr[10] == pytest.approx(1e-3)
     assert lr[30] == pytest.approx(5e-4, rel=1e-3) and lr[50] == pytest.approx(0.0, abs=1e-9)
+
+
+def _metrics(folder):
+    return json.loads((folder / "metrics.json").read_text())["test"]
+
+
+def test_an_ensemble_of_identical_models_is_the_single_model(softmax_run, tmp_path):
+    run = softmax_run[0]
+    single = invoke("evaluate", run, "--out", tmp_path / "one")
+    pair = invoke("evaluate", run, run, "--ensemble", "--out", tmp_path / "two")
+    assert single.exit_code == 0 and pair.exit_code == 0, pair.output
+    one, two = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    assert two["accuracy"] == one["accuracy"] and two["confusion_matrix"] == one["confusion_matrix"]
+    assert two["loss"] == pytest.approx(one["loss"], rel=1e-9)
+    assert json.loads((tmp_path / "two" / "metrics.json").read_text())["members"] == [str(run), str(run)]
+    assert (tmp_path / "two" / "confusion.png").read_bytes()[:8] == PNG
+    assert "ensemble of 2" in pair.stdout
+
+
+def test_several_models_need_the_ensemble_flag(softmax_run):
+    result = invoke("evaluate", softmax_run[0], softmax_run[0])
+    assert result.exit_code == 2
+    assert "2 models given: add --ensemble to average their probabilities." in result.stderr
+
+
+@pytest.mark.parametrize("mode", ["flip", "10crop"])
+def test_evaluate_with_test_time_augmentation(softmax_run, tmp_path, mode):
+    result = invoke("evaluate", softmax_run[0], "--tta", mode, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert f"tta {mode}" in result.stdout
+    assert json.loads((tmp_path / "metrics.json").read_text())["tta"] == mode
+    assert 0.0 <= _metrics(tmp_path)["accuracy"] <= 1.0 and _metrics(tmp_path)["images"] > 0
+
+
+def test_unknown_tta_is_refused(softmax_run):
+    result = invoke("evaluate", softmax_run[0], "--tta", "five")
+    assert result.exit_code == 2
+    assert "Unknown test-time augmentation 'five': use one of none, flip, 10crop." in result.stderr
+
+
+def test_train_seeds_trains_one_run_per_seed(folders, tmp_path):
+    out = tmp_path / "member"
+    result = invoke("train", "happy", "--dataset", f"folder:{folders['two']}", "--epochs", 1, "--batch-size", 8,
+                    "--seed", 5, "--seeds", 2, "--out", out)
+    assert result.exit_code == 0, result.output
+    for seed in (5, 6):
+        folder = tmp_path / f"member-s{seed}"
+        assert json.loads((folder / "config.json").read_text())["train"]["seed"] == seed
+        assert (folder / "metrics.json").exists()
+    assert f"cnnzoo evaluate --ensemble {tmp_path / 'member-s5'} {tmp_path / 'member-s6'}" in result.stdout.replace("\n", "")

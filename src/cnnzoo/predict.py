@@ -70,26 +70,47 @@ def format_prediction(prediction: dict) -> str:
     return f"{prediction['file']}: {prediction['class']} (p = {max(p):.4f})  [{vector}]"
 
 
-def evaluate_file(model_file, *, dataset=None, split="test", confusion=None, arch=None, unsafe=False) -> dict:
-    """Metrics of a model file or run folder on a dataset split (default: the run's dataset)."""
+def evaluate_models(model_files, *, dataset=None, split="test", tta="none", out=None, confusion=None,
+                    arch=None, unsafe=False) -> dict:
+    """Metrics of one model, or of the ensemble of several (their probabilities averaged),
+    on a dataset split (default: the first run's dataset), optionally averaged over test-time
+    views (cnnzoo.tta). With `out`, writes out/metrics.json and out/confusion.png."""
+    from cnnzoo import atomic, tta as test_time
     from cnnzoo.datasets import load
     from cnnzoo.report import plot_confusion
 
-    model = _load(model_file, arch, unsafe)
-    config = run_config(model_file)
-    dataset = dataset or config.get("train", {}).get("dataset")
-    if dataset is None:
-        raise UserError(f"{model_file} is not inside a run folder: name the dataset with --dataset.")
     if split not in ("test", "val", "train"):
         raise UserError(f"Unknown split {split!r}: use test, val or train.")
-    height, width, channels = input_geometry(model)
+    test_time.views(np.zeros((1, 8, 8, 1), "uint8"), tta)  # an unknown mode fails before loading
+    models = [_load(path, arch, unsafe) for path in model_files]
+    config = run_config(model_files[0])
+    dataset = dataset or config.get("train", {}).get("dataset")
+    if dataset is None:
+        raise UserError(f"{model_files[0]} is not inside a run folder: name the dataset with --dataset.")
+    geometry = input_geometry(models[0])
+    for path, model in zip(model_files[1:], models[1:]):
+        if input_geometry(model) != geometry:
+            raise UserError(f"{path} takes {input_geometry(model)} images but {model_files[0]} takes {geometry}: "
+                            "an ensemble needs models of one input size.")
     validation = config.get("train", {}).get("validation", 0.1 if split == "val" else 0.0)
-    data = load(dataset, image_size=(height, width), channels=channels, validation=validation)
+    data = load(dataset, image_size=geometry[:2], channels=geometry[2], validation=validation)
     part = getattr(data, split)
-    proba = predict_proba(model, part.x, scale_pixels=not takes_raw_pixels(model))
-    check_classes(proba.shape[1], data.class_names, str(model_file))
-    result = classification_metrics(part.y, proba, data.class_names)
+    members = []
+    for path, model in zip(model_files, models):
+        proba = test_time.average_probabilities(
+            lambda view: predict_proba(model, view, scale_pixels=not takes_raw_pixels(model)), part.x, tta)
+        check_classes(proba.shape[1], data.class_names, str(path))
+        members.append(proba)
+    result = classification_metrics(part.y, np.mean(members, axis=0), data.class_names)
+    title = f"{Path(model_files[0]).name}{f' +{len(models) - 1}' if len(models) > 1 else ''} on {dataset} ({split})"
+    if out:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(out / runs.METRICS, {
+            "members": [str(p) for p in model_files], "dataset": dataset, "split": split, "tta": tta,
+            split: result,
+        })
+        confusion = confusion or out / runs.CONFUSION
     if confusion:
-        plot_confusion(result["confusion_matrix"], data.class_names, confusion,
-                       f"{Path(model_file).name} on {dataset} ({split})")
+        plot_confusion(result["confusion_matrix"], data.class_names, confusion, f"{title}: accuracy {result['accuracy']:.1%}")
     return result

@@ -24,6 +24,7 @@ def train(
     augment: str = typer.Option(None, help="Comma-separated: mirror, shift, crop, resized-crop, color, pca, rotate, or none (default: the dataset's, see docs/AUGMENT.md)."),
     bn_momentum: float = typer.Option(None, "--bn-momentum", help="BatchNormalization momentum (default: the recipe's; Keras' own is 0.99)."),
     seed: int = typer.Option(0, help="Seed for weights, shuffling and augmentation."),
+    seeds: int = typer.Option(1, help="Train N independent models, seeds SEED..SEED+N-1 (an ensemble's members)."),
     validation: float = typer.Option(0.1, help="Share of training images used to pick the best epoch."),
     precision: str = typer.Option("auto", help="fp32, bf16 or fp16 (auto: bf16 on GPU, fp32 on CPU)."),
     schedule: str = typer.Option("cosine", help="Learning rate: cosine (decay to 0) or constant."),
@@ -36,37 +37,55 @@ def train(
 ) -> None:
     """Train MODEL on DATASET, keep the best epoch, evaluate it on the test split."""
     from cnnzoo import distribute
+    from cnnzoo.errors import UserError
     from cnnzoo.train import TrainConfig, train as run_training
 
     if distribute.multi_host_requested(coordinator, num_processes, process_id):
         distribute.initialize_hosts(coordinator, num_processes, process_id)
 
-    config = TrainConfig(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup, augment=augment, bn_momentum=bn_momentum,
-                         seed=seed,                          validation=validation, precision=precision, schedule=schedule, devices=devices,
-                         out=str(out) if out else None)
-    try:
-        metrics = run_training(config, resume=resume)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: finished epochs are saved; continue with --resume.")
-        raise typer.Exit(130) from None
-    _print_metrics(metrics["test"], f"test ({metrics['test']['images']} images)")
-    console.print(f"run folder: {metrics['run']}")
+    if seeds < 1:
+        raise UserError(f"--seeds must be at least 1, not {seeds}.")
+    folders = []
+    for member in range(seed, seed + seeds):
+        folder = out if seeds == 1 or out is None else Path(f"{out}-s{member}")
+        config = TrainConfig(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup,
+                             augment=augment, bn_momentum=bn_momentum, seed=member, validation=validation,
+                             precision=precision, schedule=schedule, devices=devices,
+                             out=str(folder) if folder else None)
+        try:
+            metrics = run_training(config, resume=resume)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]: finished epochs are saved; continue with --resume.")
+            raise typer.Exit(130) from None
+        _print_metrics(metrics["test"], f"test ({metrics['test']['images']} images)")
+        console.print(f"run folder: {metrics['run']}")
+        folders.append(metrics["run"])
+    if seeds > 1:
+        console.print(f"ensemble of the {seeds}: cnnzoo evaluate --ensemble {' '.join(folders)}")
 
 
 def evaluate(
-    model_file: Path = typer.Argument(..., help="A .keras/.h5 file or a run folder."),
+    model_files: list[Path] = typer.Argument(..., help="A .keras/.h5 file or a run folder; several with --ensemble."),
     dataset: str = typer.Option(None, "--dataset", "-d", help="Default: the run's own dataset."),
     split: str = typer.Option("test", help="test, val or train."),
+    tta: str = typer.Option("none", help="Test-time augmentation: none, flip (2 views) or 10crop (corners, centre, mirrors)."),
+    ensemble: bool = typer.Option(False, "--ensemble", help="Average the probabilities of all the models given."),
+    out: Path = typer.Option(None, help="Write metrics.json and confusion.png into this folder."),
     confusion: Path = typer.Option(None, help="Write the confusion matrix picture here."),
     arch: str = typer.Option(None, help="Architecture of a weights-only file."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow model files that can run code (Lambda layers)."),
 ) -> None:
-    """Loss, accuracy, per-class table and confusion matrix of a trained model."""
-    from cnnzoo.predict import evaluate_file
+    """Loss, accuracy, per-class table and confusion matrix of a trained model or an ensemble."""
+    from cnnzoo.errors import UserError
+    from cnnzoo.predict import evaluate_models
 
-    result = evaluate_file(model_file, dataset=dataset, split=split, confusion=confusion,
-                           arch=arch, unsafe=unsafe)
-    _print_metrics(result, f"{split} ({result['images']} images)")
+    if len(model_files) > 1 and not ensemble:
+        raise UserError(f"{len(model_files)} models given: add --ensemble to average their probabilities.")
+    result = evaluate_models(model_files, dataset=dataset, split=split, tta=tta, out=out, confusion=confusion,
+                             arch=arch, unsafe=unsafe)
+    members = f", ensemble of {len(model_files)}" if len(model_files) > 1 else ""
+    views = f", tta {tta}" if tta != "none" else ""
+    _print_metrics(result, f"{split} ({result['images']} images{members}{views})")
 
 
 def predict(
