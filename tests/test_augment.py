@@ -110,3 +110,18 @@ def test_a_model_with_every_augmentation_saves_and_loads(tmp_path):
     assert [layer.name for layer in loaded.layers[2:-1]] == [
         "random_resized_crop", "random_crop", "random_shift", "random_rotate", "random_flip", "channel_shift",
         "pca_color"]
+
+
+def test_a_fresh_process_loads_a_model_with_cnnzoo_augmentation(tmp_path):
+    import subprocess
+    import sys
+
+    from cnnzoo.train import build_training_model
+
+    build_training_model("happy", (64, 64, 3), 1, augmentations="pca,color,resized-crop",
+                         train_images=UINT8).save(tmp_path / "m.keras")
+    code = ("import cnnzoo; from cnnzoo.modelio import load_model; "
+            f"print([l.name for l in load_model({str(tmp_path / 'm.keras')!r}).layers[2:5]])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['random_resized_crop', 'channel_shift', 'pca_color']"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import keras
 
+from cnnzoo import augment, layers  # noqa: F401  (registers cnnzoo's layer classes for loading)
 from cnnzoo.errors import UserError
 
 RUN_MODEL = "model.keras"  # inside a run folder: the best epoch by validation
