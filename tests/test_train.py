@@ -314,3 +314,13 @@ def test_train_seeds_trains_one_run_per_seed(folders, tmp_path):
         assert json.loads((folder / "config.json").read_text())["train"]["seed"] == seed
         assert (folder / "metrics.json").exists()
     assert f"cnnzoo evaluate --ensemble {tmp_path / 'member-s5'} {tmp_path / 'member-s6'}" in result.stdout.replace("\n", "")
+
+
+def test_weight_decay_reaches_the_optimizer():
+    from cnnzoo.train import build_training_model, compile_for
+
+    model = build_training_model("happy", (64, 64, 3), 1)
+    compile_for(model, TrainConfig("happy", "smiles", weight_decay=0.1).resolved(), steps=5)
+    assert model.optimizer.weight_decay == pytest.approx(0.1)
+    compile_for(model, TrainConfig("happy", "smiles").resolved(), steps=5)
+    assert model.optimizer.weight_decay is None  # the recipe's default: none

@@ -33,6 +33,7 @@ class Recipe:
     batch_size: int = 32
     lr: float = 1e-3  # Adam's peak learning rate, decayed to 0 on a cosine over the run
     warmup: float = 0.0  # epochs of linear learning-rate warm-up from 0 before the cosine
+    weight_decay: float = 0.0  # decoupled (AdamW-style) decay per step, times the learning rate
     # BatchNormalization momentum while training. Keras' 0.99 averages over ~100 steps: on a
     # small dataset (~29 steps an epoch for signs) the moving statistics lag the weights, and
     # ResNet-50's validation accuracy stayed at 13-18% through 14 epochs while training
@@ -66,6 +67,7 @@ class TrainConfig:
     lr: float | None = None  # None: the model's recipe
     warmup: float | None = None  # epochs of linear warm-up (cosine schedule); None: the recipe
     augment: str | None = None  # comma-separated cnnzoo.augment names; None: the dataset's default
+    weight_decay: float | None = None  # decoupled weight decay; None: the recipe
     bn_momentum: float | None = None  # BatchNormalization momentum; None: the recipe (0.99 = Keras')
     seed: int = 0  # weights, shuffling and augmentation; the data splits never change
     validation: float = 0.1  # share of the training images held out to pick the best epoch
@@ -92,6 +94,7 @@ class TrainConfig:
             lr=self.lr or recipe.lr,
             warmup=recipe.warmup if self.warmup is None else self.warmup,
             bn_momentum=self.bn_momentum or recipe.bn_momentum,
+            weight_decay=recipe.weight_decay if self.weight_decay is None else self.weight_decay,
             augment=",".join(augment.parse(augment.default_for(self.dataset) if self.augment is None else self.augment)),
             precision=precision,
             out=self.out or f"runs/{self.model}-{slug}-s{self.seed}",
@@ -141,7 +144,7 @@ def compile_for(model: keras.Model, config: TrainConfig, steps: int) -> None:
             warmup_target=config.lr if warmup_steps else None, warmup_steps=warmup_steps,
         )
     model.compile(
-        optimizer=keras.optimizers.Adam(lr),
+        optimizer=keras.optimizers.Adam(lr, weight_decay=config.weight_decay or None),
         loss=[loss] * heads if heads > 1 else loss,
         # Auxiliary classifiers (GoogLeNet) count 0.3 each, as in the paper.
         loss_weights=[1.0] + [0.3] * (heads - 1) if heads > 1 else None,

@@ -22,6 +22,7 @@ def train(
     lr: float = typer.Option(None, help="Peak learning rate (Adam, cosine decay)."),
     warmup: float = typer.Option(None, help="Epochs of linear learning-rate warm-up (default: the model's recipe)."),
     augment: str = typer.Option(None, help="Comma-separated: mirror, shift, crop, resized-crop, color, pca, rotate, or none (default: the dataset's, see docs/AUGMENT.md)."),
+    weight_decay: float = typer.Option(None, "--weight-decay", help="Decoupled (AdamW-style) weight decay (default: the recipe's)."),
     bn_momentum: float = typer.Option(None, "--bn-momentum", help="BatchNormalization momentum (default: the recipe's; Keras' own is 0.99)."),
     seed: int = typer.Option(0, help="Seed for weights, shuffling and augmentation."),
     seeds: int = typer.Option(1, help="Train N independent models, seeds SEED..SEED+N-1 (an ensemble's members)."),
@@ -49,7 +50,7 @@ def train(
     for member in range(seed, seed + seeds):
         folder = out if seeds == 1 or out is None else Path(f"{out}-s{member}")
         config = TrainConfig(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup,
-                             augment=augment, bn_momentum=bn_momentum, seed=member, validation=validation,
+                             augment=augment, weight_decay=weight_decay, bn_momentum=bn_momentum, seed=member, validation=validation,
                              precision=precision, schedule=schedule, devices=devices,
                              out=str(folder) if folder else None)
         try:
