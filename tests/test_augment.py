@@ -89,7 +89,7 @@ def test_resized_crop_of_a_quarter_magnifies_a_corner_to_centre_region():
 def test_names_and_defaults():
     assert augment.parse("mirror, pca") == ("mirror", "pca")
     assert augment.parse("none") == () and augment.parse("") == ()
-    assert augment.default_for("smiles") == ("mirror",)
+    assert augment.default_for("smiles") == ("mirror", "shift")
     assert augment.default_for("signs") == ("shift",)  # a mirrored hand sign is the other hand's
     assert augment.default_for("folder:/x") == ()
     with pytest.raises(UserError, match="Unknown augmentation 'blur'"):

@@ -140,9 +140,10 @@ class RandomResizedCrop(keras.layers.Layer):
 
 
 # Per-dataset defaults: faces are left-right symmetric, so mirroring is free data; hand signs
-# and digits are not (a mirrored sign is the other hand's, a mirrored 2 is no digit), so
-# they get small shifts. Image folders get none: cnnzoo cannot know what they hold.
-DEFAULTS = {"smiles": ("mirror",), "signs": ("shift",), "sign-digits": ("shift",), "mnist": ("shift",)}
+# and digits are not (a mirrored sign is the other hand's, a mirrored 2 is no digit). Small
+# shifts suit all of them (on smiles they cut HappyModel's overfitting: docs/RESULTS.md).
+# Image folders get none: cnnzoo cannot know what they hold.
+DEFAULTS = {"smiles": ("mirror", "shift"), "signs": ("shift",), "sign-digits": ("shift",), "mnist": ("shift",)}
 
 
 def default_for(dataset: str) -> tuple[str, ...]:

@@ -42,7 +42,12 @@ class Recipe:
 
 
 RECIPES = {
-    "happy": Recipe(epochs=8, batch_size=32, lr=1e-3),
+    # Chosen on smiles' validation split (with its default augmentation, mirror + shift):
+    # mirroring alone overfits (24 epochs: train 95.7%, validation plateau 90.9%; weight
+    # decay 0.1 did not change that: 91.1% at epoch 13); with shifts, validation reached
+    # 91.4% (loss 0.220, the lowest) at epoch 14 of 16 while training accuracy (89.9%)
+    # was still below it, so the run is longer.
+    "happy": Recipe(epochs=24, batch_size=32, lr=1e-3),
     # Chosen on signs' validation split: at lr 1e-3 without warm-up, training accuracy fell
     # back to 48-54% twice in the first 12 epochs and the best validation loss was 0.072
     # (epoch 30); at 5e-4 with 2 warm-up epochs it was 0.037 by epoch 13.
