@@ -32,6 +32,10 @@ COURSE = {"epochs": 2, "batch_size": 32, "lr": 1e-3, "schedule": "constant", "va
 # (label, model, dataset, target, overrides of the model's default recipe)
 STUDIES = [
     ("HappyModel, default recipe", "happy", "smiles", 0.93, {}),
+    # The 93% anchor is a LeNet-style network's: the same data through LeNet-5 (two conv
+    # layers, three dense), for comparison.
+    ("LeNet-5 (modern: ReLU, max pooling; 32x32 grey input), default recipe, for context", "lenet5_modern",
+     "smiles", None, {}),
     ("ResNet50, default recipe", "resnet50", "signs", 0.97, {}),
     ("ResNet50, the course's recipe (2 epochs, constant lr, no validation, BN momentum 0.99)", "resnet50",
      "signs", None, {**COURSE, "bn_momentum": 0.99}),
