@@ -243,7 +243,8 @@ def main() -> None:
     atomic.write_json(args.out.with_suffix(".json"), {"machine": machine, "date": stamp, "results": results})
     atomic.write_text(args.out, f"""# Training throughput: cnnzoo vs plain PyTorch vs naive Keras
 
-`python benchmarks/train_speed.py --steps {args.steps} --warmup {args.warmup}` on {machine}, {stamp}.
+`python benchmarks/train_speed.py --cases {' '.join(args.cases)} --steps {args.steps} --warmup {args.warmup}`
+on {machine}, {stamp}.
 Median images/s over {args.steps} synchronised steps after {args.warmup} warm-up steps, synthetic
 data; peak RSS is each peer's whole process. The peers are described in the script's docstring.
 
