@@ -81,7 +81,7 @@ def evaluate_models(model_files, *, dataset=None, split="test", tta="none", out=
 
     if split not in ("test", "val", "train"):
         raise UserError(f"Unknown split {split!r}: use test, val or train.")
-    test_time.views(np.zeros((1, 8, 8, 1), "uint8"), tta)  # an unknown mode fails before loading
+    test_time.check_mode(tta)  # before any model or data is loaded
     models = [_load(path, arch, unsafe) for path in model_files]
     config = run_config(model_files[0])
     dataset = dataset or config.get("train", {}).get("dataset")
@@ -97,8 +97,9 @@ def evaluate_models(model_files, *, dataset=None, split="test", tta="none", out=
     part = getattr(data, split)
     members = []
     for path, model in zip(model_files, models):
-        proba = test_time.average_probabilities(
-            lambda view: predict_proba(model, view, scale_pixels=not takes_raw_pixels(model)), part.x, tta)
+        scale = not takes_raw_pixels(model)
+        proba = test_time.average_probabilities(lambda view: predict_proba(model, view, scale_pixels=scale),
+                                                part.x, tta)
         check_classes(proba.shape[1], data.class_names, str(path))
         members.append(proba)
     result = classification_metrics(part.y, np.mean(members, axis=0), data.class_names)

@@ -42,10 +42,14 @@ def _resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.round(resized), 0, 255).astype(images.dtype) if images.dtype == np.uint8 else resized
 
 
-def views(images: np.ndarray, mode: str) -> list[np.ndarray]:
-    """The views of `mode`, each the shape of `images` (N, H, W, C)."""
+def check_mode(mode: str) -> None:
     if mode not in MODES:
         raise UserError(f"Unknown test-time augmentation {mode!r}: use one of {', '.join(MODES)}.")
+
+
+def views(images: np.ndarray, mode: str) -> list[np.ndarray]:
+    """The views of `mode`, each the shape of `images` (N, H, W, C)."""
+    check_mode(mode)
     if mode == "none":
         return [images]
     if mode == "flip":
