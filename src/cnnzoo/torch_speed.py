@@ -1,6 +1,6 @@
-"""Two fixes to Keras 3's PyTorch backend that make CNN training ~1.4-2x faster on a CPU.
+"""Two fixes to Keras 3's PyTorch backend that make CNN training 1.1-2.4x faster on a CPU.
 
-Profiling ResNet-50 and HappyModel training (docs/benchmarks-train.md) showed Keras 3.15
+Profiling ResNet-50 and HappyModel training (docs/PERFORMANCE.md) showed Keras 3.15
 spending its extra time, against a plain PyTorch loop, in two places:
 
 1. Layout copies. Conv and pooling permute NHWC inputs to NCHW and then call a plain
