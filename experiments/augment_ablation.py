@@ -7,15 +7,12 @@ the seeds' models. Test accuracy mean ± sd and training time per run.
     python experiments/augment_ablation.py [--datasets signs smiles] [--seeds 3] [--epochs N]
 
 Writes docs/RESULTS.md (section augment_ablation); runs are kept in runs/ablation/ and
-reused when their settings have not changed.
+reused when their settings have not changed (experiments/common.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -23,28 +20,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cnnzoo  # noqa: E402,F401  (selects the backend)
-from common import ROOT, machine, write_section  # noqa: E402
+from common import machine, train_or_reuse, write_section  # noqa: E402
 
 from cnnzoo.augment import AUGMENTATIONS  # noqa: E402
 from cnnzoo.predict import evaluate_models  # noqa: E402
-from cnnzoo.train import TrainConfig, train  # noqa: E402
+from cnnzoo.train import TrainConfig  # noqa: E402
 
 # dataset -> (model, epochs): small enough to train 27 times on the 2-core CPU
 MODELS = {"signs": ("happy", 30), "smiles": ("happy", 16)}
 
 
 def train_runs(model: str, dataset: str, augment: str, epochs: int, seeds: int) -> list[dict]:
-    results = []
-    for seed in range(seeds):
-        config = TrainConfig(model, dataset, epochs=epochs, augment=augment, seed=seed).resolved()
-        digest = hashlib.sha256(json.dumps({**dataclasses.asdict(config), "out": None}, sort_keys=True).encode())
-        out = ROOT / "runs" / "ablation" / f"{model}-{dataset}-{digest.hexdigest()[:8]}-s{seed}"
-        if (out / "metrics.json").exists():
-            metrics = json.loads((out / "metrics.json").read_text())
-        else:
-            metrics = train(dataclasses.replace(config, out=str(out)), resume=(out / "config.json").exists(), verbose=2)
-        results.append(metrics)
-    return results
+    return [train_or_reuse(TrainConfig(model, dataset, epochs=epochs, augment=augment, seed=seed), "ablation")
+            for seed in range(seeds)]
 
 
 def row(label: str, accuracies: list[float], times: list[float]) -> dict:

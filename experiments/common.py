@@ -39,3 +39,21 @@ def write_section(name: str, markdown: str) -> None:
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     RESULTS.parent.mkdir(exist_ok=True)
     atomic.write_text(RESULTS, text)
+
+
+def train_or_reuse(config, folder: str) -> dict:
+    """metrics.json of `config` trained under runs/FOLDER/, reusing (or resuming) a run with
+    exactly these settings: the folder name carries a hash of the resolved config and recipe."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from cnnzoo.train import recipe_for, train
+
+    config = config.resolved()
+    settings = {**dataclasses.asdict(config), "out": None, "recipe": dataclasses.asdict(recipe_for(config.model))}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    out = ROOT / "runs" / folder / f"{config.model}-{config.dataset}-{digest}-s{config.seed}"
+    if (out / "metrics.json").exists():
+        return json.loads((out / "metrics.json").read_text())
+    return train(dataclasses.replace(config, out=str(out)), resume=(out / "config.json").exists(), verbose=2)

@@ -14,9 +14,6 @@ runs/experiments/; a run whose settings have not changed is reused, not retraine
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -24,9 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cnnzoo  # noqa: E402,F401  (selects the backend)
-from common import ROOT, machine, write_section  # noqa: E402
+from common import machine, train_or_reuse, write_section  # noqa: E402
 
-from cnnzoo.train import TrainConfig, recipe_for, train  # noqa: E402
+from cnnzoo.train import TrainConfig  # noqa: E402
 
 COURSE = {"epochs": 2, "batch_size": 32, "lr": 1e-3, "schedule": "constant", "validation": 0.0}
 # (label, model, dataset, target, overrides of the model's default recipe)
@@ -46,15 +43,7 @@ STUDIES = [
 def run_study(label, model, dataset, target, overrides, seeds) -> dict:
     results = []
     for seed in range(seeds):
-        config = TrainConfig(model, dataset, seed=seed, **overrides).resolved()
-        settings = {**dataclasses.asdict(config), "out": None, "recipe": dataclasses.asdict(recipe_for(model))}
-        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-        out = ROOT / "runs" / "experiments" / f"{model}-{dataset}-{digest}-s{seed}"
-        if (out / "metrics.json").exists():
-            metrics = json.loads((out / "metrics.json").read_text())
-        else:
-            resume = (out / "config.json").exists()
-            metrics = train(dataclasses.replace(config, out=str(out)), resume=resume, verbose=2)
+        metrics = train_or_reuse(TrainConfig(model, dataset, seed=seed, **overrides), "experiments")
         results.append(metrics)
         print(f"{label} seed {seed}: test accuracy {metrics['test']['accuracy']:.2%}, "
               f"{metrics['wall_time_s']:.0f} s", flush=True)
