@@ -88,20 +88,18 @@ def child_keras(case: str, steps: int, warmup: int, naive: bool) -> dict:
 
     name, shape, classes, cpu_batch, gpu_batch = CASES[case]
     timer = _keras_timer()
+    batch = gpu_batch if _has_accelerator() else cpu_batch
+    x, y = _data(shape, classes, batch * (steps + warmup))
     if naive:  # the course's code: build, compile("adam"), fit float arrays
-        batch = gpu_batch if _has_accelerator() else cpu_batch
-        x, y = _data(shape, classes, batch * (steps + warmup))
         model = model_info(name).build(input_shape=shape, classes=classes)
         model.compile(optimizer="adam", loss="binary_crossentropy" if classes == 1 else "sparse_categorical_crossentropy",
                       metrics=["accuracy"])
         model.fit(x.astype("float32") / 255, y, batch_size=batch, epochs=1, verbose=0, callbacks=[timer])
         settings = "stock Keras, fp32"
     else:  # what `cnnzoo train` does
-        batch = gpu_batch if _has_accelerator() else cpu_batch
         config = TrainConfig(name, "synthetic", epochs=1, batch_size=batch).resolved()
         active = torch_speed.apply()
         keras.mixed_precision.set_global_policy(PRECISIONS[config.precision])
-        x, y = _data(shape, classes, batch * (steps + warmup))
         model = build_training_model(name, shape, classes, recipe_for(name))
         compile_for(model, config, steps + warmup)
         model.fit(ArrayBatches(x, y, batch, shuffle=True), epochs=1, verbose=0, callbacks=[timer])
