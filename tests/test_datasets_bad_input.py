@@ -302,6 +302,6 @@ def test_bad_arguments(home, kwargs, start):
 
 def test_unknown_dataset_lists_the_choices(home):
     assert error_of("happy-house") == (
-        "Unknown dataset 'happy-house': choose one of signs, sign-digits, smiles, mnist, or your own data "
+        "Unknown dataset 'happy-house': choose one of signs, sign-digits, sign-digits-6-9, smiles, mnist, or your own data "
         "as folder:PATH (one sub-folder per class) or h5:TRAIN.h5[,TEST.h5]."
     )

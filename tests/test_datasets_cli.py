@@ -95,7 +95,7 @@ def test_data_show_of_a_folder_in_grayscale_as_svg(env, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("info", "nope"), "error: Unknown dataset 'nope': choose one of signs, sign-digits, smiles, mnist"),
+    (("info", "nope"), "error: Unknown dataset 'nope': choose one of signs, sign-digits, sign-digits-6-9, smiles, mnist"),
     (("info", "smiles"), "error: Cannot get the smiles dataset:"),
     (("show", "signs", "-o", "grid.txt"), "error: Cannot draw to grid.txt: the file name must end in .png"),
     (("show", "signs", "-o", "g.png", "--split", "val"), "error: signs has no 'val' split: choose one of train, test."),

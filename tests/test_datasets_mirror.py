@@ -22,6 +22,7 @@ MIRROR = Path(os.environ.get("CNNZOO_DATA_MIRROR") or Path(__file__).resolve().p
 EXPECTED = {
     "signs": ("sign-language-digits.zip", r"[^/]+/Dataset/([0-5])/[^/]+\.JPG", [str(d) for d in range(6)], (64, 64, 3)),
     "sign-digits": ("sign-language-digits.zip", r"[^/]+/Dataset/([0-9])/[^/]+\.JPG", [str(d) for d in range(10)], (64, 64, 3)),
+    "sign-digits-6-9": ("sign-language-digits.zip", r"[^/]+/Dataset/([6-9])/[^/]+\.JPG", [str(d) for d in range(6, 10)], (64, 64, 3)),
     "smiles": ("smiles.zip", r"[^/]+/SMILEs/(negatives|positives)/\w+7/[^/]+\.jpg", ["not smiling", "smiling"], (64, 64, 1)),
     "mnist": ("mnist.zip", r"[^/]+/(?:train|test)/([0-9])/[^/]+\.png", [str(d) for d in range(10)], (28, 28, 1)),
 }
@@ -58,7 +59,7 @@ def loaded(home):
 
 
 def test_every_registered_set_is_covered():
-    assert list_datasets() == ["signs", "sign-digits", "smiles", "mnist"]
+    assert list_datasets() == ["signs", "sign-digits", "sign-digits-6-9", "smiles", "mnist"]
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
@@ -117,6 +118,14 @@ def test_signs_is_the_digits_0_to_5_of_sign_digits_with_the_same_split(loaded):
     signs, digits = loaded["signs"][0], loaded["sign-digits"][0]
     digits_0_5 = {k for k, y in zip(digits.test.keys, digits.test.y) if y < 6}
     assert set(signs.test.keys) == digits_0_5
+
+
+def test_sign_digits_6_9_shares_no_image_with_signs(loaded):
+    """The transfer study pretrains on 6-9 and fine-tunes on signs: the two must not overlap."""
+    signs, later = loaded["signs"][0], loaded["sign-digits-6-9"][0]
+    signs_keys = set(signs.train.keys) | set(signs.test.keys)
+    later_keys = set(later.train.keys) | set(later.test.keys)
+    assert later_keys and not signs_keys & later_keys
 
 
 def test_splits_are_stable_when_files_are_removed_from_a_copy_of_the_archive(loaded, tmp_path, monkeypatch):

@@ -195,6 +195,13 @@ register_dataset(DatasetSpec(
 ))
 
 register_dataset(DatasetSpec(
+    name="sign-digits-6-9",
+    description="hand signs of the digits 6-9 only: no image in common with signs, for pretraining",
+    classes=_DIGITS[6:],
+    **_SIGN_LANGUAGE,
+))
+
+register_dataset(DatasetSpec(
     name="smiles",
     description="faces smiling (1) or not (0) from SMILEsmileD, the course's Happy House analogue",
     url="https://github.com/hromi/SMILEsmileD/archive/refs/heads/master.zip",

@@ -9,6 +9,9 @@ stage. The variants only choose the data, like torchvision's `_resnet` and timm'
 - v2 (`resnet50v2` ...): pre-activation bottlenecks (BN-ReLU-conv) and a final BN-ReLU.
 - plain (`plain18`, `plain34`): the v1 layers with the shortcuts removed, for the paper's
   degradation study (deeper plain nets train worse; residual ones do not).
+- CIFAR layout (`resnet20` ... `resnet110`, `plain20` ... `plain56`): Section 4.2's 6n+2
+  networks at 32x32, with option-A (zero-padding) shortcuts as in the paper, so that each
+  plain net has exactly its residual twin's parameters (Figure 6's pairs).
 - `ResNet50`, the course's model (registered as `resnet50`), is the v1 bottleneck network
   with the course's stem: no padding before the first max pool (64x64 gives 15x15 after
   it) and kernels initialised glorot-uniform(seed 0). Its layer names and counts are the
@@ -265,3 +268,31 @@ plain18 = _variant("plain18", 18, shortcut=None,
                    description="Plain-18: ResNet-18's layers without shortcuts (degradation study).")
 plain34 = _variant("plain34", 34, shortcut=None,
                    description="Plain-34: ResNet-34's layers without shortcuts (degradation study).")
+
+
+def _cifar_variant(name, depth, *, shortcut="padding", reference_params=None):
+    """Register `name` as resnet(depth, layout='cifar') at CIFAR's 32x32x3 / 10 classes."""
+    family = "ResNet" if shortcut else "Plain"
+
+    @register_model(
+        name, description=f"{family}-{depth} (CIFAR layout, Section 4.2): {(depth - 2) // 2} 3x3 basic "
+        f"layers in three stages of 16/32/64 filters" + (", zero-padding shortcuts." if shortcut else ", no shortcuts."),
+        paper=PAPER_V1, year=2015, input_shape=(32, 32, 3), classes=10, reference_params=reference_params,
+    )
+    def build(input_shape=(32, 32, 3), classes: int = 10, *, shortcut=shortcut,
+              include_top: bool = True, pooling=None, classifier_activation="softmax"):
+        return resnet(depth, layout="cifar", shortcut=shortcut, input_shape=input_shape, classes=classes,
+                      include_top=include_top, pooling=pooling, classifier_activation=classifier_activation)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"`resnet({depth}, layout='cifar', shortcut={shortcut!r})` at 32x32x3, 10 classes."
+    return build
+
+
+# Trainable weights of the option-A CIFAR ResNets in akamaster/pytorch_resnet_cifar10, the
+# usual re-implementation of Table 6 (0.27M, 0.46M, 0.66M, 0.85M, 1.7M in the paper).
+CIFAR_REFERENCE_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
+resnet20, resnet32, resnet44, resnet56, resnet110 = (
+    _cifar_variant(f"resnet{depth}", depth, reference_params=count) for depth, count in CIFAR_REFERENCE_PARAMS.items()
+)
+plain20, plain32, plain44, plain56 = (_cifar_variant(f"plain{depth}", depth, shortcut=None) for depth in (20, 32, 44, 56))
