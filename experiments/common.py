@@ -41,6 +41,10 @@ def write_section(name: str, markdown: str) -> None:
     atomic.write_text(RESULTS, text)
 
 
+# TrainConfig fields added after runs were hashed, with their defaults.
+LATER_FIELDS = {"image_size": None, "init": None, "freeze": False, "train_fraction": 1.0}
+
+
 def train_or_reuse(config, folder: str) -> dict:
     """metrics.json of `config` trained under runs/FOLDER/, reusing (or resuming) a run with
     exactly these settings: the folder name carries a hash of the resolved config and recipe."""
@@ -52,6 +56,9 @@ def train_or_reuse(config, folder: str) -> dict:
 
     config = config.resolved()
     settings = {**dataclasses.asdict(config), "out": None, "recipe": dataclasses.asdict(recipe_for(config.model))}
+    for field, default in LATER_FIELDS.items():  # keep the hashes of runs made before they existed
+        if settings[field] == default:
+            del settings[field]
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     out = ROOT / "runs" / folder / f"{config.model}-{config.dataset}-{digest}-s{config.seed}"
     if (out / "metrics.json").exists():

@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cnnzoo import atomic, augment, backend, distribute, runs, torch_speed
+from cnnzoo import atomic, augment, backend, distribute, runs, torch_speed, transfer
 from cnnzoo.errors import UserError
 from cnnzoo.evaluate import classification_metrics, predict_proba
 from cnnzoo.models import model_info
@@ -76,6 +76,10 @@ class TrainConfig:
     bn_momentum: float | None = None  # BatchNormalization momentum; None: the recipe (0.99 = Keras')
     seed: int = 0  # weights, shuffling and augmentation; the data splits never change
     validation: float = 0.1  # share of the training images held out to pick the best epoch
+    image_size: int | None = None  # side of the square input; None: the model's default input
+    init: str | None = None  # run folder, .keras or Keras .h5 to start from (layers matched by name)
+    freeze: bool = False  # keep the layers copied from `init` fixed: train only the new ones
+    train_fraction: float = 1.0  # train on this share of the training images (per class, nested)
     precision: str = "auto"  # fp32 | bf16 | fp16; auto = bf16 on a GPU, fp32 on a CPU
     schedule: str = "cosine"  # cosine decay to 0 over the run, or "constant" (the course's Adam)
     devices: str = "1"  # "all" or N: data-parallel over N devices (JAX); batch_size is global
@@ -91,6 +95,14 @@ class TrainConfig:
             raise UserError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)} or auto.")
         if self.schedule not in SCHEDULES:
             raise UserError(f"Unknown schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}.")
+        if not 0 < self.train_fraction <= 1:
+            raise UserError(f"train_fraction must be in (0, 1]: the share of training images to use. "
+                            f"Received: {self.train_fraction!r}")
+        if self.freeze and not self.init:
+            raise UserError("freeze keeps the layers copied from init fixed: give init (a run folder, "
+                            ".keras or .h5 file) too.")
+        if self.image_size is not None and self.image_size < 1:
+            raise UserError(f"image_size must be a positive number of pixels. Received: {self.image_size!r}")
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.dataset).strip("_")
         return dataclasses.replace(
             self,
@@ -185,7 +197,11 @@ def train(config: TrainConfig, *, resume: bool = False, verbose="auto") -> dict:
     scope, device_count = distribute.data_parallel(config.devices, config.batch_size)
     info = model_info(config.model)
     height, width, channels = info.input_shape
+    if config.image_size:
+        height = width = config.image_size
     data = load(config.dataset, image_size=(height, width), channels=channels, validation=config.validation)
+    if config.train_fraction < 1:
+        data = training_subset(data, config.train_fraction)
     classes = output_units(info.classes, len(data.class_names))
     keras.utils.set_random_seed(config.seed)
     torch_speed.apply()
@@ -198,6 +214,17 @@ def train(config: TrainConfig, *, resume: bool = False, verbose="auto") -> dict:
     return finish_run(run, config, data, time.perf_counter() - started, device_count)
 
 
+def training_subset(data, fraction: float):
+    """`data` with `fraction` of each class's training images, picked by a hash of their
+    file keys: the 10% subset is inside the 30% one, whatever the seed (the validation and
+    test splits are unchanged)."""
+    from cnnzoo.datasets.splits import held_out
+
+    keep = held_out(data.train.keys, data.train.labels, fraction, "cnnzoo-subset")
+    subset = type(data.train)(data.train.x[keep], data.train.y[keep], data.train.keys[keep])
+    return dataclasses.replace(data, train=subset)
+
+
 def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbose, device_count: int) -> None:
     recipe = dataclasses.replace(recipe_for(config.model), bn_momentum=config.bn_momentum)
 
@@ -206,6 +233,8 @@ def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbo
     else:
         model = build_training_model(config.model, data.image_shape, classes, recipe,
                                      augmentations=config.augment, train_images=data.train.x)
+        if config.init:
+            transfer.initialise(model, config.init, freeze=config.freeze)
         compile_for(model, config, steps=int(np.ceil(len(data.train.x) / config.batch_size)))
     if not resume:
         atomic.write_json(run / runs.CONFIG, {

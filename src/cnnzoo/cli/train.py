@@ -27,6 +27,10 @@ def train(
     seed: int = typer.Option(0, help="Seed for weights, shuffling and augmentation."),
     seeds: int = typer.Option(1, help="Train N independent models, seeds SEED..SEED+N-1 (an ensemble's members)."),
     validation: float = typer.Option(0.1, help="Share of training images used to pick the best epoch."),
+    image_size: int = typer.Option(None, "--image-size", help="Side of the square input in pixels (default: the model's input)."),
+    init: str = typer.Option(None, help="Start from a run folder, .keras model or Keras .h5 weights (layers matched by name and shape)."),
+    freeze: bool = typer.Option(False, "--freeze", help="Keep the layers copied from --init fixed: train only the new ones (the head)."),
+    train_fraction: float = typer.Option(1.0, "--train-fraction", help="Train on this share of each class's training images (0-1]."),
     precision: str = typer.Option("auto", help="fp32, bf16 or fp16 (auto: bf16 on GPU, fp32 on CPU)."),
     schedule: str = typer.Option("cosine", help="Learning rate: cosine (decay to 0) or constant."),
     out: Path = typer.Option(None, help="Run folder (default runs/MODEL-DATASET-sSEED)."),
@@ -51,6 +55,7 @@ def train(
         folder = out if seeds == 1 or out is None else Path(f"{out}-s{member}")
         config = TrainConfig(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup,
                              augment=augment, weight_decay=weight_decay, bn_momentum=bn_momentum, seed=member, validation=validation,
+                             image_size=image_size, init=init, freeze=freeze, train_fraction=train_fraction,
                              precision=precision, schedule=schedule, devices=devices,
                              out=str(folder) if folder else None)
         try:
