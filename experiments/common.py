@@ -28,26 +28,27 @@ def machine() -> str:
             f"backend {keras.backend.backend()} ({versions}); {datetime.date.today().isoformat()}")
 
 
-def write_section(name: str, markdown: str) -> None:
-    """Replace (or append) the section between this experiment's markers in RESULTS.md."""
+def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:
+    """Replace (or append) the section between this experiment's markers in `path`."""
     from cnnzoo import atomic
 
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{markdown.strip()}\n{end}"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Results\n\nMeasured by the scripts in experiments/; each section says how to regenerate it.\n"
+    text = path.read_text() if path.exists() else "# Results\n\nMeasured by the scripts in experiments/; each section says how to regenerate it.\n"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.parent.mkdir(exist_ok=True)
-    atomic.write_text(RESULTS, text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(path, text)
 
 
 # TrainConfig fields added after runs were hashed, with their defaults.
 LATER_FIELDS = {"image_size": None, "init": None, "freeze": False, "train_fraction": 1.0}
 
 
-def train_or_reuse(config, folder: str) -> dict:
+def train_or_reuse(config, folder: str, runs: Path = ROOT / "runs", *, reuse_only: bool = False) -> dict | None:
     """metrics.json of `config` trained under runs/FOLDER/, reusing (or resuming) a run with
-    exactly these settings: the folder name carries a hash of the resolved config and recipe."""
+    exactly these settings: the folder name carries a hash of the resolved config and recipe.
+    `reuse_only`: None instead of training when no finished run exists."""
     import dataclasses
     import hashlib
     import json
@@ -60,7 +61,47 @@ def train_or_reuse(config, folder: str) -> dict:
         if settings[field] == default:
             del settings[field]
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    out = ROOT / "runs" / folder / f"{config.model}-{config.dataset}-{digest}-s{config.seed}"
+    out = Path(runs) / folder / f"{config.model}-{config.dataset}-{digest}-s{config.seed}"
     if (out / "metrics.json").exists():
         return json.loads((out / "metrics.json").read_text())
+    if reuse_only:
+        return None
     return train(dataclasses.replace(config, out=str(out)), resume=(out / "config.json").exists(), verbose=2)
+
+
+def study_parser(doc: str, seeds: int = 1):
+    """The options every study script takes: budget overrides for smoke runs, output folders."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
+    parser.add_argument("--seeds", type=int, default=seeds, help=f"independent runs per row (default {seeds})")
+    parser.add_argument("--epochs", type=int, help="override every run's epochs (smoke runs)")
+    parser.add_argument("--train-fraction", type=float, default=1.0,
+                        help="train on this share of each dataset (smoke runs; 1 = all)")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs",
+                        help="folder of STUDIES.md and figures/ (default: the repository's docs/)")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs", help="folder the runs are kept in")
+    return parser
+
+
+def command_line(script: str, args, defaults: dict) -> str:
+    """The command that regenerates a table: the script plus the options that differ from
+    their defaults (output folders left out)."""
+    parts = [f"python experiments/{script}"]
+    for key, value in vars(args).items():
+        if key in ("docs", "runs") or value == defaults.get(key):
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts.append(f"{flag} {' '.join(map(str, value))}" if isinstance(value, (list, tuple)) else f"{flag} {value}")
+    return " ".join(parts)
+
+
+def mean_sd(values) -> str:
+    """'98.8% ± 0.4%' (or one value alone) for accuracies in [0, 1]."""
+    import statistics
+
+    values = list(values)
+    if len(values) == 1:
+        return f"{values[0]:.1%}"
+    return f"{statistics.mean(values):.1%} ± {statistics.pstdev(values):.1%}"

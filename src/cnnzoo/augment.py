@@ -143,7 +143,8 @@ class RandomResizedCrop(keras.layers.Layer):
 # and digits are not (a mirrored sign is the other hand's, a mirrored 2 is no digit). Small
 # shifts suit all of them (on smiles they cut HappyModel's overfitting: docs/RESULTS.md).
 # Image folders get none: cnnzoo cannot know what they hold.
-DEFAULTS = {"smiles": ("mirror", "shift"), "signs": ("shift",), "sign-digits": ("shift",), "mnist": ("shift",)}
+DEFAULTS = {"smiles": ("mirror", "shift"), "signs": ("shift",), "sign-digits": ("shift",), "sign-digits-6-9": ("shift",),
+            "mnist": ("shift",)}
 
 
 def default_for(dataset: str) -> tuple[str, ...]:

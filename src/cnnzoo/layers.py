@@ -296,7 +296,7 @@ def conv_bn_relu(X, filters: int, kernel: int, name: str, *, strides: int = 1,
 
 
 def inception_module(X, widths, name: str, *, wide_kernel: int = 5, batch_norm: bool = True,
-                     kernel_initializer=HE_NORMAL):
+                     kernel_initializer=HE_NORMAL, reductions: bool = True):
     """GoogLeNet's Inception module (Szegedy et al. 2014, Fig. 2b).
 
     `widths` = (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj) as in the paper's
@@ -304,6 +304,9 @@ def inception_module(X, widths, name: str, *, wide_kernel: int = 5, batch_norm: 
     1x1; 1x1 -> 3x3; 1x1 -> 5x5 (`wide_kernel`, which torchvision sets to 3); and
     3x3 max pool (stride 1) -> 1x1. Every conv is followed by (BN and) ReLU. The output
     has 1x1 + 3x3 + 5x5 + pool-proj channels and the input's height and width.
+    `reductions=False` is the naive module of Fig. 2a, the lecture's costly one: no 1x1
+    before the 3x3 and 5x5 convs and none after the pool (the reduce and proj widths are
+    ignored; the pool branch passes all input channels through).
     """
     try:
         n1, r3, n3, r5, n5, proj = (int(w) for w in widths)
@@ -314,10 +317,11 @@ def inception_module(X, widths, name: str, *, wide_kernel: int = 5, batch_norm: 
         ) from None
     unit = dict(batch_norm=batch_norm, kernel_initializer=kernel_initializer)
     b1 = conv_bn_relu(X, n1, 1, f"{name}_1x1", **unit)
-    b2 = conv_bn_relu(X, r3, 1, f"{name}_3x3_reduce", **unit)
+    b2 = conv_bn_relu(X, r3, 1, f"{name}_3x3_reduce", **unit) if reductions else X
     b2 = conv_bn_relu(b2, n3, 3, f"{name}_3x3", **unit)
-    b3 = conv_bn_relu(X, r5, 1, f"{name}_5x5_reduce", **unit)
+    b3 = conv_bn_relu(X, r5, 1, f"{name}_5x5_reduce", **unit) if reductions else X
     b3 = conv_bn_relu(b3, n5, wide_kernel, f"{name}_5x5", **unit)
     b4 = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(X)
-    b4 = conv_bn_relu(b4, proj, 1, f"{name}_pool_proj", **unit)
+    if reductions:
+        b4 = conv_bn_relu(b4, proj, 1, f"{name}_pool_proj", **unit)
     return layers.Concatenate(axis=channel_axis(), name=f"{name}_output")([b1, b2, b3, b4])

@@ -1,0 +1,141 @@
+"""Study: the case-study leaderboard, every zoo network trained on signs (and smiles).
+
+Each network with its default recipe (`cnnzoo train NAME --dataset signs`) except the input
+size: the smaller of the network's default input and the dataset's 64x64 (the images have no
+more detail than that; 224x224 would cost 12x the compute on this CPU), and never below the
+network's smallest input (AlexNet: 67x67). LeNet-5 keeps its 32x32 grey input. Reported:
+parameters and GMACs at that input, training time per run, test accuracy over the seeds.
+
+    python experiments/study_leaderboard.py [--models NAME ...] [--datasets signs smiles] [--seeds 3]
+    cnnzoo study leaderboard ...
+
+Only the networks named by --models (default: all) are trained; the table lists every zoo
+network and shows the finished runs of the others, so the board fills in over several
+sessions. Runs live in runs/experiments/ and are shared with experiments/train_targets.py.
+Writes docs/STUDIES.md (section leaderboard) and docs/figures/leaderboard.png.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import cnnzoo  # noqa: E402,F401  (selects the backend)
+from common import command_line, machine, mean_sd, study_parser, train_or_reuse, write_section  # noqa: E402
+
+from cnnzoo.cost import total_macs  # noqa: E402
+from cnnzoo.datasets import dataset_info  # noqa: E402
+from cnnzoo.models import get_model, list_models, model_info  # noqa: E402
+from cnnzoo.train import TrainConfig, output_units  # noqa: E402
+
+DATASETS = ("signs", "smiles")
+SMALLEST_INPUT = {"alexnet": 67}  # the networks whose pooling needs more than 64x64
+
+
+def zoo() -> list[str]:
+    """The registered case-study networks (not the models a study script registers)."""
+    return [n for n in list_models() if model_info(n).builder.__module__.startswith("cnnzoo.models")]
+
+
+def image_size(name: str, dataset: str) -> int | None:
+    """The leaderboard's input side, or None where it is the network's default."""
+    default = model_info(name).input_shape[0]
+    side = max(min(default, dataset_info(dataset).image_size[0]), SMALLEST_INPUT.get(name, 1))
+    return None if side == default else side
+
+
+def config(name: str, dataset: str, seed: int, args) -> TrainConfig:
+    return TrainConfig(name, dataset, image_size=image_size(name, dataset), epochs=args.epochs,
+                       train_fraction=args.train_fraction, seed=seed)
+
+
+def cost(name: str, dataset: str) -> tuple[int, int, str]:
+    """(parameters, MACs, 'HxWxC') of the network as trained on `dataset`."""
+    info = model_info(name)
+    side = image_size(name, dataset) or info.input_shape[0]
+    shape = (side, side, info.input_shape[2])
+    model = get_model(name, input_shape=shape, classes=output_units(info.classes, dataset_info(dataset).num_classes))
+    return model.count_params(), total_macs(model), "x".join(map(str, shape))
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for dataset, marker in zip(DATASETS, "os"):
+        done = [r for r in rows if r["dataset"] == dataset and r["runs"]]
+        if not done:
+            continue
+        axis.scatter([r["macs"] / 1e9 for r in done], [100 * r["mean"] for r in done], marker=marker, label=dataset)
+        for r in done:
+            axis.annotate(r["name"], (r["macs"] / 1e9, 100 * r["mean"]), fontsize=7, xytext=(3, 3),
+                          textcoords="offset points")
+    axis.set_xscale("log")
+    axis.set_xlabel("GMACs per image at the trained input (log)")
+    axis.set_ylabel("test accuracy (%), mean over seeds")
+    axis.set_title("Case-study networks: accuracy vs compute")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv=None) -> None:
+    parser = study_parser(__doc__, seeds=3)
+    parser.add_argument("--models", nargs="+", default=None, help="networks to train (default: all)")
+    parser.add_argument("--board", nargs="+", default=None, help="networks in the table (default: all)")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    args = parser.parse_args(argv)
+    defaults = vars(parser.parse_args([]))
+    train_now = set(args.models or zoo())
+    rows = []
+    for dataset in args.datasets:
+        for name in args.board or zoo():
+            found = [train_or_reuse(config(name, dataset, seed, args), "experiments", args.runs,
+                                    reuse_only=name not in train_now)
+                     for seed in range(args.seeds)]
+            found = [m for m in found if m is not None]
+            params, macs, shape = cost(name, dataset)
+            accuracies = [m["test"]["accuracy"] for m in found]
+            rows.append({"name": name, "dataset": dataset, "runs": found, "params": params, "macs": macs,
+                         "shape": shape, "mean": statistics.mean(accuracies) if found else None,
+                         "time": statistics.mean(m["wall_time_s"] for m in found) if found else None})
+    figure = args.docs / "figures" / "leaderboard.png"
+    plot(rows, figure)
+    lines = ["| dataset | network | input | parameters | GMACs | test accuracy (seeds) | train time per run |",
+             "| --- | --- | --- | ---: | ---: | --- | ---: |"]
+    for r in sorted(rows, key=lambda r: (args.datasets.index(r["dataset"]), r["mean"] is None, -(r["mean"] or 0))):
+        accuracy = f"{mean_sd(m['test']['accuracy'] for m in r['runs'])} ({len(r['runs'])})" if r["runs"] else \
+            "not trained yet"
+        time = f"{r['time'] / 60:.1f} min" if r["runs"] else "—"
+        lines.append(f"| {r['dataset']} | `{r['name']}` | {r['shape']} | {r['params']:,} | {r['macs'] / 1e9:.3g} | "
+                     f"{accuracy} | {time} |")
+    write_section("leaderboard", f"""
+## 4. Leaderboard
+
+`{command_line("study_leaderboard.py", args, defaults)}` — {machine()}.
+
+Every zoo network with its default recipe (`cnnzoo train NAME --dataset DATASET`, [train.py's
+RECIPES](../src/cnnzoo/train.py)) at the smaller of its default input and the data's 64x64
+(never below its smallest input; LeNet-5 reads 32x32 grey). Parameters and GMACs at that input
+and the dataset's classes; test accuracy on the dataset's test split, best epoch chosen on
+validation; training time per run on this machine. "Not trained yet" marks the networks this
+CPU has not had the hours for; `--models NAME ...` trains them and the table fills in.
+
+{chr(10).join(lines)}
+
+![accuracy vs GMACs](figures/leaderboard.png)
+""", args.docs / "STUDIES.md")
+    print(f"wrote {args.docs / 'STUDIES.md'} and {figure}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Study: transfer learning, from scratch vs frozen base + new head vs fine-tuning everything.
+
+ResNet-20 (CIFAR layout) is pretrained on `sign-digits-6-9` (the hand signs 6-9: no image in
+common with `signs`), then trained on `signs` (0-5) with 10%, 30% and 100% of its training
+images (nested per-class subsets), three ways, with one recipe: (a) from scratch, (b) the
+pretrained layers frozen and a new classifier trained, (c) all layers fine-tuned from the
+pretrained weights. Images at 32x32, the network's design size. The pretrained weights
+come from our own run: nothing is downloaded.
+
+    python experiments/study_transfer.py [--seeds 1] [--epochs N]
+    cnnzoo study transfer ...
+
+The same call starts from published ImageNet weights in a local Keras .h5 file:
+`cnnzoo train vgg16 --dataset signs --init vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 --freeze`.
+Writes docs/STUDIES.md (section transfer) and docs/figures/transfer.png.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import cnnzoo  # noqa: E402,F401  (selects the backend)
+from common import command_line, machine, mean_sd, study_parser, train_or_reuse, write_section  # noqa: E402
+
+from cnnzoo.train import TrainConfig, recipe_for  # noqa: E402
+
+MODEL, IMAGE_SIZE = "resnet20", 32
+PRETRAIN, TARGET = "sign-digits-6-9", "signs"
+FRACTIONS = (0.1, 0.3, 1.0)
+MODES = {"scratch": {}, "frozen base + new head": {"freeze": True}, "fine-tune all": {}}
+
+
+def run_mode(mode: str, fraction: float, pretrained: str, args) -> list[dict]:
+    init = None if mode == "scratch" else pretrained
+    return [train_or_reuse(TrainConfig(MODEL, TARGET, epochs=args.epochs, image_size=IMAGE_SIZE, init=init,
+                                       train_fraction=fraction * args.train_fraction, seed=seed, **MODES[mode]),
+                           "transfer", args.runs)
+            for seed in range(args.seeds)]
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    for mode in MODES:
+        means = [100 * statistics.mean(r["test"]["accuracy"] for r in results[mode, f]) for f in FRACTIONS]
+        axis.plot([100 * f for f in FRACTIONS], means, marker="o", label=mode)
+    axis.set_xscale("log")
+    axis.set_xticks([100 * f for f in FRACTIONS], [f"{f:.0%}" for f in FRACTIONS])
+    axis.set_xlabel(f"share of {TARGET}' training images")
+    axis.set_ylabel("test accuracy (%)")
+    axis.set_title(f"{MODEL} on {TARGET}, pretrained on {PRETRAIN}")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv=None) -> None:
+    parser = study_parser(__doc__)
+    args = parser.parse_args(argv)
+    defaults = vars(parser.parse_args([]))
+    base = train_or_reuse(TrainConfig(MODEL, PRETRAIN, epochs=args.epochs, image_size=IMAGE_SIZE,
+                                      train_fraction=args.train_fraction), "transfer", args.runs)
+    results = {(mode, fraction): run_mode(mode, fraction, base["run"], args)
+               for fraction in FRACTIONS for mode in MODES}
+    figure = args.docs / "figures" / "transfer.png"
+    plot(results, figure)
+    header = " | ".join(f"{f:.0%} of the images" for f in FRACTIONS)
+    rows = [f"| start | {header} |", "| --- |" + " --- |" * len(FRACTIONS)]
+    for mode in MODES:
+        cells = []
+        for fraction in FRACTIONS:
+            rs = results[mode, fraction]
+            cells.append(f"{mean_sd(r['test']['accuracy'] for r in rs)} ({rs[0]['train_images']} images, "
+                         f"{statistics.mean(r['wall_time_s'] for r in rs) / 60:.1f} min)")
+        rows.append(f"| {mode} | {' | '.join(cells)} |")
+    recipe = recipe_for(MODEL)
+    write_section("transfer", f"""
+## 3. Transfer learning
+
+`{command_line("study_transfer.py", args, defaults)}` — {machine()}.
+
+`{MODEL}` at {IMAGE_SIZE}x{IMAGE_SIZE} pretrained on `{PRETRAIN}` ({base['train_images']} training images,
+test accuracy {base['test']['accuracy']:.1%}), then trained on `{TARGET}` with part of its training
+images (the validation and test splits stay whole): from scratch; with the pretrained layers
+frozen (their BatchNormalization on its moving statistics) and a new classifier; or with every
+layer fine-tuned. One recipe for all: Adam {recipe.lr:g} cosine, {base['epochs']} epochs, batch
+{recipe.batch_size}, the default augmentation (shift); {args.seeds} seed(s). Test accuracy on `{TARGET}`
+(mean ± sd over seeds), with the training images used and the training time per run:
+
+{chr(10).join(rows)}
+
+![test accuracy vs share of training data](figures/transfer.png)
+
+Published ImageNet weights in a local Keras `.h5` file start a model the same way (layers
+matched by name and shape; nothing is downloaded). Our `vgg16`/`vgg19` have Keras' layer names:
+
+```python
+from cnnzoo import transfer
+from cnnzoo.models import get_model
+model = get_model("vgg16", include_top=False, input_shape=(64, 64, 3))
+transfer.initialise(model, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", freeze=True)
+```
+
+or `cnnzoo train vgg16 --dataset signs --image-size 64 --init FILE.h5 --freeze` (tested with a
+file in keras.applications' layout that the test writes: `tests/test_transfer.py`).
+""", args.docs / "STUDIES.md")
+    print(f"wrote {args.docs / 'STUDIES.md'} and {figure}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Each study of experiments/ end to end on a tiny budget (one epoch, part of the data): its
+code path trains, writes its section of STUDIES.md and its figure, and `cnnzoo study` runs it."""
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cnnzoo.cli import app
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def study(name):
+    spec = importlib.util.spec_from_file_location(f"study_{name}", EXPERIMENTS / f"study_{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CNNZOO_HOME", str(tmp_path_factory.mktemp("home")))
+    yield
+    mp.undo()
+
+
+def run(name, tmp_path, *options):
+    study(name).main([str(o) for o in (*options, "--seeds", 1, "--epochs", 1, "--docs", tmp_path / "docs",
+                                        "--runs", tmp_path / "runs")])
+    section = re.search(f"<!-- {name}:start -->(.*)<!-- {name}:end -->", (tmp_path / "docs" / "STUDIES.md").read_text(),
+                        re.S)
+    assert section, f"no {name} section"
+    assert (tmp_path / "docs" / "figures" / f"{name}.png").read_bytes().startswith(PNG)
+    return section.group(1)
+
+
+def table_rows(section):
+    return [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| ---")][1:]
+
+
+def test_degradation_trains_both_families_per_depth(tmp_path):
+    section = run("degradation", tmp_path, "--depths", 20, "--train-fraction", 0.05)
+    assert "python experiments/study_degradation.py --epochs 1 --train-fraction 0.05 --depths 20`" in section
+    assert re.search(r"- Plain nets: final training error \d+\.\d% \(plain-20\)", section)
+    assert re.search(r"- Residual nets: final training error \d+\.\d% \(resnet-20\)", section)
+    [row] = table_rows(section)
+    assert row.startswith("| 20 | 271,098 |")  # the same parameters for both: option-A shortcuts
+    assert len(list((tmp_path / "runs" / "degradation").iterdir())) == 2
+
+
+def test_bottleneck_reports_the_lecture_costs_and_both_modules(tmp_path):
+    section = run("bottleneck", tmp_path, "--train-fraction", 0.05)
+    assert "costs **120.4M** MACs" in section and "**12.4M** (10.3%)" in section
+    naive, reduced = table_rows(section)
+    assert naive.startswith("| `inception_naive` | 303.6M | 387,968 |")
+    assert reduced.startswith("| `inception_1x1` | 128.3M | 164,800 |")
+
+
+def test_transfer_compares_three_starts_at_three_data_sizes(tmp_path):
+    section = run("transfer", tmp_path, "--train-fraction", 0.15)
+    rows = table_rows(section)
+    assert [row.split(" | ")[0] for row in rows] == ["| scratch", "| frozen base + new head", "| fine-tune all"]
+    assert all(len(row.split(" | ")) == 4 for row in rows)
+    assert "pretrained on `sign-digits-6-9`" in section
+    runs = sorted(p.name.split("-")[0] for p in (tmp_path / "runs" / "transfer").iterdir())
+    assert runs == ["resnet20"] * 10  # the pretraining run + 3 starts x 3 data sizes
+
+
+def test_leaderboard_trains_the_named_networks_and_lists_the_rest(tmp_path):
+    section = run("leaderboard", tmp_path, "--models", "lenet5", "--board", "lenet5", "happy",
+                  "--datasets", "signs", "--train-fraction", 0.2)
+    trained, waiting = table_rows(section)
+    assert re.match(r"\| signs \| `lenet5` \| 32x32x1 \| 61,366 \| 0.000422 \| \d+\.\d% \(1\) \| \d+\.\d min \|", trained)
+    assert waiting == "| signs | `happy` | 64x64x3 | 201,478 | 0.0196 | not trained yet | — |"
+
+
+def test_cnnzoo_study_runs_a_study_and_refuses_unknown_names(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["study", "leaderboard", "--models", "lenet5", "--board", "lenet5", "--datasets",
+                                 "signs", "--seeds", "1", "--epochs", "1", "--train-fraction", "0.1",
+                                 "--docs", str(tmp_path), "--runs", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert "`lenet5`" in (tmp_path / "STUDIES.md").read_text()
+    result = runner.invoke(app, ["study", "depth"])
+    assert result.exit_code == 2
+    assert "Unknown study 'depth': choose one of degradation, bottleneck, transfer, leaderboard." in result.stderr
