@@ -29,7 +29,7 @@ MIN_SIZE = {"lenet5": 32, "lenet5_modern": 32, "alexnet": 67, "vgg16": 32, "vgg1
 
 # Same builders as resnet50 / resnet50v2 / vgg16, only with more blocks: in the default suite
 # they are built and their shapes checked; running them (seconds each on a CPU) is `slow`.
-DEEPER = {"resnet101", "resnet152", "resnet101v2", "resnet152v2", "vgg19"}
+DEEPER = {"resnet101", "resnet152", "resnet101v2", "resnet152v2", "vgg19", "resnet110"}
 
 
 def deeper_is_slow(names):
@@ -82,6 +82,12 @@ PAPER_SETTINGS = [
     # ResNet-18/34 less three projection shortcuts (1x1 conv + BN): 175,616 parameters.
     ("plain18", {}, 11_699_112 - 175_616, None, {"res5b_relu": (7, 7, 512)}),
     ("plain34", {}, 21_814_696 - 175_616, None, {"res5c_relu": (7, 7, 512)}),
+    # The paper's CIFAR design (Section 4.2), option-A shortcuts: akamaster's trainable counts.
+    ("resnet20", {}, 271_098, 269_722, {"conv1": (32, 32, 16), "res3a_add": (16, 16, 32), "res4c_add": (8, 8, 64)}),
+    ("resnet56", {}, 857_082, 853_018, {"res4i_add": (8, 8, 64)}),
+    ("resnet110", {}, 1_736_058, 1_727_962, {"res4r_add": (8, 8, 64)}),
+    ("plain20", {}, 271_098, 269_722, {"res4c_relu": (8, 8, 64)}),  # no weights in option-A shortcuts
+    ("plain56", {}, 857_082, 853_018, {"res4i_relu": (8, 8, 64)}),
     # torchvision's GoogLeNet has 3x3 kernels in the "5x5" branch (pytorch/vision#906):
     # with that layout ours has exactly its 6,624,904 trainable weights.
     ("googlenet", {"wide_kernel": 3}, 6_624_904 + 2 * 7_280, 6_624_904, {"inception_4e_output": (14, 14, 832)}),
