@@ -24,7 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cnnzoo  # noqa: E402,F401  (selects the backend)
 import keras  # noqa: E402
-from common import command_line, machine, mean_sd, study_parser, train_or_reuse, write_section  # noqa: E402
+from common import (  # noqa: E402
+    command_line, machine, mean_sd, study_parser, total_training, train_or_reuse, write_section,
+)
 from keras import layers  # noqa: E402
 
 from cnnzoo.cost import bottleneck_example, layer_costs, total_macs  # noqa: E402
@@ -134,6 +136,8 @@ default augmentation. The 1x1 module costs {reduced['module_macs'] / naive['modu
 MACs and trains {reduced['images_per_s'] / naive['images_per_s']:.1f}x as many images per second here.
 
 {chr(10).join(rows)}
+
+Time: {total_training([r['runs'] for r in results.values()])} (a rerun reuses finished runs).
 
 ![module MACs and measured training speed](figures/bottleneck.png)
 """, args.docs / "STUDIES.md")

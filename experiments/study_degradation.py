@@ -21,7 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cnnzoo  # noqa: E402,F401  (selects the backend)
-from common import command_line, machine, mean_sd, study_parser, train_or_reuse, write_section  # noqa: E402
+from common import (  # noqa: E402
+    command_line, machine, mean_sd, study_parser, total_training, train_or_reuse, write_section,
+)
 
 from cnnzoo import runs  # noqa: E402
 from cnnzoo.train import TrainConfig, recipe_for  # noqa: E402
@@ -125,6 +127,8 @@ the dataset's default augmentation (shift). "Final training error" is the last e
 training error (with augmentation, as in the paper's curves).
 
 {verdict(results, depths)}
+
+Time: {total_training(results)} (a rerun reuses finished runs).
 
 {chr(10).join(rows)}
 

@@ -7,6 +7,7 @@ network's smallest input (AlexNet: 67x67). LeNet-5 keeps its 32x32 grey input. R
 parameters and GMACs at that input, training time per run, test accuracy over the seeds.
 
     python experiments/study_leaderboard.py [--models NAME ...] [--datasets signs smiles] [--seeds 3]
+        [--board NAME ...]
     cnnzoo study leaderboard ...
 
 Only the networks named by --models (default: all) are trained; the table lists every zoo
@@ -24,7 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cnnzoo  # noqa: E402,F401  (selects the backend)
-from common import command_line, machine, mean_sd, study_parser, train_or_reuse, write_section  # noqa: E402
+from common import (  # noqa: E402
+    command_line, machine, mean_sd, study_parser, total_training, train_or_reuse, write_section,
+)
 
 from cnnzoo.cost import total_macs  # noqa: E402
 from cnnzoo.datasets import dataset_info  # noqa: E402
@@ -33,6 +36,7 @@ from cnnzoo.train import TrainConfig, output_units  # noqa: E402
 
 DATASETS = ("signs", "smiles")
 SMALLEST_INPUT = {"alexnet": 67}  # the networks whose pooling needs more than 64x64
+SEEDS_SHOWN = 5  # finished runs of seeds 0..4 count, whoever trained them
 
 
 def zoo() -> list[str]:
@@ -99,9 +103,10 @@ def main(argv=None) -> None:
     rows = []
     for dataset in args.datasets:
         for name in args.board or zoo():
+            # Train --seeds runs of the --models; show every finished seed of every network.
             found = [train_or_reuse(config(name, dataset, seed, args), "experiments", args.runs,
-                                    reuse_only=name not in train_now)
-                     for seed in range(args.seeds)]
+                                    reuse_only=name not in train_now or seed >= args.seeds)
+                     for seed in range(max(args.seeds, SEEDS_SHOWN))]
             found = [m for m in found if m is not None]
             params, macs, shape = cost(name, dataset)
             accuracies = [m["test"]["accuracy"] for m in found]
@@ -131,6 +136,8 @@ validation; training time per run on this machine. "Not trained yet" marks the n
 CPU has not had the hours for; `--models NAME ...` trains them and the table fills in.
 
 {chr(10).join(lines)}
+
+Time: {total_training([r['runs'] for r in rows])} (a rerun reuses finished runs).
 
 ![accuracy vs GMACs](figures/leaderboard.png)
 """, args.docs / "STUDIES.md")

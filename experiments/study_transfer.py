@@ -24,7 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cnnzoo  # noqa: E402,F401  (selects the backend)
-from common import command_line, machine, mean_sd, study_parser, train_or_reuse, write_section  # noqa: E402
+from common import (  # noqa: E402
+    command_line, machine, mean_sd, study_parser, total_training, train_or_reuse, write_section,
+)
 
 from cnnzoo.train import TrainConfig, recipe_for  # noqa: E402
 
@@ -99,6 +101,8 @@ layer fine-tuned. One recipe for all: Adam {recipe.lr:g} cosine, {base['epochs']
 (mean ± sd over seeds), with the training images used and the training time per run:
 
 {chr(10).join(rows)}
+
+Time: {total_training([base, results])} (a rerun reuses finished runs).
 
 ![test accuracy vs share of training data](figures/transfer.png)
 

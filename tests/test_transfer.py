@@ -122,3 +122,23 @@ def test_train_fraction_keeps_nested_per_class_subsets(folders, tmp_path):
     assert (ten.val.keys == data.val.keys).all() and (ten.test.keys == data.test.keys).all()
     metrics = train(tiny(folders["three"], tmp_path / "part", train_fraction=0.3), verbose=0)
     assert metrics["train_images"] == len(thirty.train)
+
+
+def test_cli_passes_the_transfer_options_through(pretrained, folders, tmp_path):
+    from typer.testing import CliRunner
+
+    from cnnzoo import runs
+    from cnnzoo.cli import app
+
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(app, [
+        "train", "resnet20", "--dataset", f"folder:{folders['three']}", "--epochs", "1", "--batch-size", "8",
+        "--image-size", "16", "--init", str(pretrained), "--freeze", "--train-fraction", "0.5", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    stored = runs.read_config(out)["train"]
+    assert (stored["image_size"], stored["init"], stored["freeze"], stored["train_fraction"]) == (
+        16, str(pretrained), True, 0.5)
+    result = CliRunner().invoke(app, ["train", "resnet20", "--dataset", f"folder:{folders['three']}", "--freeze",
+                                      "--out", str(tmp_path / "bad")])
+    assert result.exit_code == 2
+    assert "freeze keeps the layers copied from init fixed" in result.stderr
