@@ -175,17 +175,37 @@ def _cached(spec, archive, size, channels, options):
     return cache.load(path, key), path
 
 
-def _assemble(raw, name, where, path, test_fraction, validation, one_hot, seed, resize) -> Dataset:
-    if (raw.official >= 0).any():
-        is_test = raw.official == 1
+def split_indices(keys, labels, official, test_fraction: float, validation: float, seed: int):
+    """Indices of the (train, validation or None, test) files: the official split where
+    the source has one, else a hash of each key; validation is held out of training."""
+    if (official >= 0).any():
+        is_test = official == 1
     else:
-        is_test = splits.held_out(raw.keys, raw.y, test_fraction or 0.0, splits.test_salt(seed))
+        is_test = splits.held_out(keys, labels, test_fraction or 0.0, splits.test_salt(seed))
     train_idx, test_idx = np.flatnonzero(~is_test), np.flatnonzero(is_test)
     val_idx = None
     if validation > 0:
-        is_val = splits.held_out(raw.keys[train_idx], raw.y[train_idx], validation,
-                                 splits.validation_salt(seed))
+        is_val = splits.held_out(keys[train_idx], labels[train_idx], validation, splits.validation_salt(seed))
         train_idx, val_idx = train_idx[~is_val], train_idx[is_val]
+    return train_idx, val_idx, test_idx
+
+
+def preprocessing_record(image_shape, resize: str, name: str, class_names) -> dict:
+    """How the images were prepared; stored with a model so predict prepares its own alike."""
+    h, w, c = image_shape
+    return {
+        "image_size": [int(h), int(w)],
+        "channels": int(c),
+        "scale": 1 / 255,
+        "resize": resize,
+        "resample": "bilinear",
+        "dataset": name,
+        "class_names": list(class_names),
+    }
+
+
+def _assemble(raw, name, where, path, test_fraction, validation, one_hot, seed, resize) -> Dataset:
+    train_idx, val_idx, test_idx = split_indices(raw.keys, raw.y, raw.official, test_fraction, validation, seed)
     k = len(raw.class_names)
 
     def split(idx) -> Split:
@@ -195,15 +215,7 @@ def _assemble(raw, name, where, path, test_fraction, validation, one_hot, seed, 
         return Split(raw.x[idx], y, raw.keys[idx])
 
     h, w, c = raw.x.shape[1:]
-    preprocessing = {
-        "image_size": [int(h), int(w)],
-        "channels": int(c),
-        "scale": 1 / 255,
-        "resize": resize,
-        "resample": "bilinear",
-        "dataset": name,
-        "class_names": list(raw.class_names),
-    }
+    preprocessing = preprocessing_record((h, w, c), resize, name, raw.class_names)
     return Dataset(
         name=name, class_names=list(raw.class_names), train=split(train_idx), test=split(test_idx),
         val=split(val_idx) if val_idx is not None else None, image_shape=(int(h), int(w), int(c)),
