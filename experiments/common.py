@@ -42,7 +42,7 @@ def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:
 
 
 # TrainConfig fields added after runs were hashed, with their defaults.
-LATER_FIELDS = {"image_size": None, "init": None, "freeze": False, "train_fraction": 1.0}
+LATER_FIELDS = {"image_size": None, "init": None, "freeze": False, "train_fraction": 1.0, "stream": False}
 
 
 def train_or_reuse(config, folder: str, runs: Path = ROOT / "runs", *, reuse_only: bool = False) -> dict | None:
@@ -123,3 +123,22 @@ def total_training(results) -> str:
 
     collect(results)
     return f"{len(found)} runs, {sum(m['wall_time_s'] for m in found) / 60:.0f} min of training on this machine"
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display on CI or here)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cnnzoo  # noqa: E402,F401  (selects the backend)
 import keras  # noqa: E402
 from common import (  # noqa: E402
-    command_line, machine, mean_sd, study_parser, total_training, train_or_reuse, write_section,
+    command_line, machine, mean_sd, pyplot, save_figure, study_parser, total_training, train_or_reuse,
+    write_section,
 )
 from keras import layers  # noqa: E402
 
@@ -68,11 +69,7 @@ def module_cost(model) -> tuple[int, int]:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     labels = list(results)
     module_macs = [results[k]["module_macs"] / 1e6 for k in labels]
@@ -85,10 +82,7 @@ def plot(results: dict, path: Path) -> None:
         for i, v in enumerate(values):
             axis.text(i, v, f"{v:,.0f}", ha="center", va="bottom")
     figure.suptitle("Inception module on a 28x28x192 volume: naive vs 1x1 reductions")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def main(argv=None) -> None:

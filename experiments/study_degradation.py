@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cnnzoo  # noqa: E402,F401  (selects the backend)
 from common import (  # noqa: E402
-    command_line, machine, mean_sd, study_parser, total_training, train_or_reuse, write_section,
+    command_line, machine, mean_sd, pyplot, save_figure, study_parser, total_training, train_or_reuse,
+    write_section,
 )
 
 from cnnzoo import runs  # noqa: E402
@@ -49,11 +50,7 @@ def final_train_error(result: dict) -> float:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     depths = sorted({depth for _, depth in results})
     colours = dict(zip(depths, plt.cm.viridis([i / max(1, len(depths) - 1) * 0.85 for i in range(len(depths))])))
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
@@ -72,10 +69,7 @@ def plot(results: dict, path: Path) -> None:
         axis.legend()
     axes[0].set_ylabel("error (%): training solid, validation dashed")
     figure.suptitle(f"Plain vs residual on {DATASET} ({IMAGE_SIZE}x{IMAGE_SIZE}), same layers and recipe")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def verdict(results: dict, depths: list[int]) -> str:

@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cnnzoo  # noqa: E402,F401  (selects the backend)
 from common import (  # noqa: E402
-    command_line, machine, mean_sd, study_parser, total_training, train_or_reuse, write_section,
+    command_line, machine, mean_sd, pyplot, save_figure, study_parser, total_training, train_or_reuse,
+    write_section,
 )
 
 from cnnzoo.cost import total_macs  # noqa: E402
@@ -66,11 +67,7 @@ def cost(name: str, dataset: str) -> tuple[int, int, str]:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(8, 5))
     for dataset, marker in zip(DATASETS, "os"):
         done = [r for r in rows if r["dataset"] == dataset and r["runs"]]
@@ -86,10 +83,7 @@ def plot(rows: list[dict], path: Path) -> None:
     axis.set_title("Case-study networks: accuracy vs compute")
     axis.grid(alpha=0.3)
     axis.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def main(argv=None) -> None:

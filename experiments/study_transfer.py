@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cnnzoo  # noqa: E402,F401  (selects the backend)
 from common import (  # noqa: E402
-    command_line, machine, mean_sd, study_parser, total_training, train_or_reuse, write_section,
+    command_line, machine, mean_sd, pyplot, save_figure, study_parser, total_training, train_or_reuse,
+    write_section,
 )
 
 from cnnzoo.train import TrainConfig, recipe_for  # noqa: E402
@@ -45,11 +46,7 @@ def run_mode(mode: str, fraction: float, pretrained: str, args) -> list[dict]:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     for mode in MODES:
         means = [100 * statistics.mean(r["test"]["accuracy"] for r in results[mode, f]) for f in FRACTIONS]
@@ -61,10 +58,7 @@ def plot(results: dict, path: Path) -> None:
     axis.set_title(f"{MODEL} on {TARGET}, pretrained on {PRETRAIN}")
     axis.grid(alpha=0.3)
     axis.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def main(argv=None) -> None:
