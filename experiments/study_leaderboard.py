@@ -88,12 +88,13 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv=None) -> None:
     parser = study_parser(__doc__, seeds=3)
-    parser.add_argument("--models", nargs="+", default=None, help="networks to train (default: all)")
+    parser.add_argument("--models", nargs="*", default=None,
+                        help="networks to train (default: all; none named: only rebuild the table)")
     parser.add_argument("--board", nargs="+", default=None, help="networks in the table (default: all)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     args = parser.parse_args(argv)
     defaults = vars(parser.parse_args([]))
-    train_now = set(args.models or zoo())
+    train_now = set(zoo() if args.models is None else args.models)
     rows = []
     for dataset in args.datasets:
         for name in args.board or zoo():
