@@ -141,16 +141,76 @@ def test_keras_decodes_the_batches_in_background_threads(root, monkeypatch):
     assert PyDatasetAdapter(serial, shuffle=False).enqueuer is None  # decoded in the training thread
 
 
-def test_fit_trains_from_the_stream(root):
+@pytest.fixture
+def steps(monkeypatch):
+    """The image batches the training step receives, as lists per epoch (a new list when
+    the batch count wraps round to the epoch's length)."""
+    import keras
+
+    seen = []
+    original = keras.Model.train_step
+
+    def recording(self, data):
+        seen.append(keras.ops.convert_to_numpy(data[0]).copy())
+        return original(self, data)
+
+    monkeypatch.setattr(keras.Model, "train_step", recording)
+    return seen
+
+
+def epochs_of(seen, steps_per_epoch):
+    return [seen[i:i + steps_per_epoch] for i in range(0, len(seen), steps_per_epoch)]
+
+
+def test_fit_trains_on_each_epochs_order_with_background_workers(root, steps):
     import keras
 
     files = folder_files(f"folder:{root}", image_size=SIZE, validation=0.25)
+    batches = files.batches(files.train, 4, shuffle=True, seed=5, workers=2)
+    expected = []
+    for epoch in range(4):  # fit's own set-up calls on_epoch_end once before the first epoch
+        expected.append(list(files.batches(files.train, 4, shuffle=True, seed=5, epoch=epoch)))
     model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Rescaling(1 / 255),
                               keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    history = model.fit(files.batches(files.train, 4, shuffle=True, workers=2), epochs=2,
-                        validation_data=files.batches(files.val, 4, shuffle=False, workers=2), verbose=0)
-    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["val_loss"]).all()
+    streaming.build_before_fit(model, batches)
+    history = model.fit(batches, epochs=3, shuffle=False, verbose=0,
+                        validation_data=files.batches(files.val, 4, shuffle=False, workers=2))
+    assert np.isfinite(history.history["val_loss"]).all()
+    trained = epochs_of(steps, len(batches))
+    assert len(trained) == 3
+    for epoch, got in enumerate(trained, start=1):  # exactly epoch 1, 2, 3's batches, in order
+        assert len(got) == len(expected[epoch])
+        for x, (want, _) in zip(got, expected[epoch]):
+            np.testing.assert_array_equal(x, want)
+
+
+def test_train_from_the_stream_sees_the_cached_runs_batches(root, tmp_path, steps):
+    """Same splits, same pixels, the same batches each epoch: only Keras' shuffle of the
+    batch order within an epoch (fit's shuffle=True, Python's random) may differ."""
+    from cnnzoo import runs
+    from cnnzoo.train import TrainConfig, train
+
+    results, seen = {}, {}
+    for stream in (False, True):
+        config = TrainConfig("happy", f"folder:{root}", epochs=2, batch_size=8, image_size=32, stream=stream,
+                             out=str(tmp_path / f"stream-{stream}"))
+        results[stream] = train(config, verbose=0)
+        seen[stream] = list(steps)
+        steps.clear()
+    cached, streamed = results[False], results[True]
+    assert streamed["train_images"] == cached["train_images"] == len(folder_files(f"folder:{root}", validation=0.1).train)
+    assert streamed["test"]["images"] == cached["test"]["images"]
+    assert streamed["test"]["confusion_matrix"] != [] and len(seen[True]) == len(seen[False]) == 2 * 3
+
+    def batch_set(batches):
+        return sorted(x.tobytes() for x in batches)
+
+    for got, want in zip(epochs_of(seen[True], 3), epochs_of(seen[False], 3)):
+        assert batch_set(got) == batch_set(want)
+    stored = runs.read_config(tmp_path / "stream-True")
+    assert stored["train"]["stream"] is True
+    assert stored["preprocessing"] == runs.read_config(tmp_path / "stream-False")["preprocessing"]
 
 
 def corrupt(root):
@@ -192,3 +252,16 @@ def test_missing_file_and_not_a_folder(root, tmp_path):
     h5.write_bytes(b"")
     with pytest.raises(UserError, match="Only image folders can be streamed"):
         folder_files(f"h5:{h5}")
+
+
+@pytest.mark.parametrize("dataset, augment, message", [
+    ("signs", None, "Only image folders can be streamed, and signs is not one"),
+    ("folder:x", "mirror,pca", "PCA colour augmentation needs every training image in memory"),
+])
+def test_train_refuses_what_cannot_be_streamed(tmp_path, dataset, augment, message):
+    from cnnzoo.train import TrainConfig, train
+
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match=message):
+        train(TrainConfig("happy", dataset, augment=augment, stream=True, out=str(out)))
+    assert not out.exists()  # refused before anything is written

@@ -8,7 +8,8 @@ by the function that decodes the cached arrays, so a streamed image is pixel-ide
 the cached one. Keras runs `__getitem__` in a pool of `workers` threads (its
 OrderedEnqueuer, which it only starts for workers > 1) and keeps up to `max_queue_size`
 batches ready; Pillow releases the GIL while it decodes and resizes, so the threads work
-while the training step runs.
+while the training step runs. Call `build_before_fit(model, batches)` before `fit`, or
+Keras serves a few batches decoded for another epoch's order (see there).
 """
 
 from __future__ import annotations
@@ -103,6 +104,20 @@ class FileBatches(ArrayBatches):
         self.workers = workers  # Keras' PyDataset settings, read by its data adapter
         self.max_queue_size = default_queue_size(workers) if max_queue_size is None else int(max_queue_size)
         self.use_multiprocessing = False  # threads: the batches need no pickling, Pillow frees the GIL
+
+
+def build_before_fit(model, batches: FileBatches) -> None:
+    """Build `model`'s compiled loss and metrics from one batch (a `test_on_batch`; no
+    weight changes), so that `fit` need not take a batch from `batches` to build them.
+
+    Call it before `fit` on a model not yet trained in this session. Otherwise `fit` (Keras
+    3.15) draws one batch to build them and then calls `on_epoch_end`; with workers > 1 its
+    enqueuer has by then decoded more batches of that order, and it keeps them and serves
+    them first in the next epoch (keras-team/keras#20123 keeps drained batches for the next
+    run; #20394: the built-on batch is never trained on), so every epoch would mix the tail
+    of one epoch's order with the head of the next: some images twice, others not at all.
+    """
+    model.test_on_batch(*batches[0])
 
 
 @dataclass(frozen=True)

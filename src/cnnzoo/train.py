@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cnnzoo import atomic, augment, backend, distribute, runs, torch_speed, transfer
+from cnnzoo import atomic, augment, backend, distribute, runs, streaming, torch_speed, transfer
 from cnnzoo.errors import UserError
 from cnnzoo.evaluate import classification_metrics, predict_proba
 from cnnzoo.models import model_info
@@ -83,6 +83,9 @@ class TrainConfig:
     precision: str = "auto"  # fp32 | bf16 | fp16; auto = bf16 on a GPU, fp32 on a CPU
     schedule: str = "cosine"  # cosine decay to 0 over the run, or "constant" (the course's Adam)
     devices: str = "1"  # "all" or N: data-parallel over N devices (JAX); batch_size is global
+    # folder:PATH only: decode the images per batch in background threads (cnnzoo.streaming)
+    # instead of decoding and caching them all first; the test split is decoded at the end.
+    stream: bool = False
     out: str | None = None  # run folder; None: runs/{model}-{dataset}-s{seed}
 
     def resolved(self) -> "TrainConfig":
@@ -103,6 +106,8 @@ class TrainConfig:
                             ".keras or .h5 file) too.")
         if self.image_size is not None and self.image_size < 1:
             raise UserError(f"image_size must be a positive number of pixels. Received: {self.image_size!r}")
+        if self.stream:
+            _check_stream(self)
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.dataset).strip("_")
         return dataclasses.replace(
             self,
@@ -116,6 +121,15 @@ class TrainConfig:
             precision=precision,
             out=self.out or f"runs/{self.model}-{slug}-s{self.seed}",
         )
+
+
+def _check_stream(config: TrainConfig) -> None:
+    if not config.dataset.startswith("folder:"):
+        raise UserError(f"Only image folders can be streamed, and {config.dataset} is not one: give "
+                        "folder:PATH, or train without stream (--stream).")
+    if config.augment and "pca" in augment.parse(config.augment):
+        raise UserError("PCA colour augmentation needs every training image in memory for its colour "
+                        "basis: train without stream (--stream), or choose other augmentations.")
 
 
 def output_units(model_classes: int, dataset_classes: int) -> int:
@@ -199,7 +213,11 @@ def train(config: TrainConfig, *, resume: bool = False, verbose="auto") -> dict:
     height, width, channels = info.input_shape
     if config.image_size:
         height = width = config.image_size
-    data = load(config.dataset, image_size=(height, width), channels=channels, validation=config.validation)
+    if config.stream:
+        data = streaming.folder_files(config.dataset, image_size=(height, width), channels=channels,
+                                      validation=config.validation)
+    else:
+        data = load(config.dataset, image_size=(height, width), channels=channels, validation=config.validation)
     if config.train_fraction < 1:
         data = training_subset(data, config.train_fraction)
     classes = output_units(info.classes, len(data.class_names))
@@ -209,6 +227,8 @@ def train(config: TrainConfig, *, resume: bool = False, verbose="auto") -> dict:
     started = time.perf_counter()
     with scope:
         _fit(run, config, data, classes, resume, verbose, device_count)
+    if config.stream:
+        data = dataclasses.replace(data, test=data.decode(data.test))  # evaluated as arrays
     # Evaluation runs on one device, outside the distribution: the test set's last batch
     # need not split evenly.
     return finish_run(run, config, data, time.perf_counter() - started, device_count)
@@ -221,7 +241,9 @@ def training_subset(data, fraction: float):
     from cnnzoo.datasets.splits import held_out
 
     keep = held_out(data.train.keys, data.train.labels, fraction, "cnnzoo-subset")
-    subset = type(data.train)(data.train.x[keep], data.train.y[keep], data.train.keys[keep])
+    # Every field of the split (pixels or file paths, labels, keys) is one entry per image.
+    subset = dataclasses.replace(data.train, **{f.name: getattr(data.train, f.name)[keep]
+                                                for f in dataclasses.fields(data.train)})
     return dataclasses.replace(data, train=subset)
 
 
@@ -231,11 +253,11 @@ def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbo
     if resume and (run / runs.LAST).exists():
         model = keras.saving.load_model(run / runs.LAST)  # weights and optimizer state
     else:
-        model = build_training_model(config.model, data.image_shape, classes, recipe,
-                                     augmentations=config.augment, train_images=data.train.x)
+        model = build_training_model(config.model, data.image_shape, classes, recipe, augmentations=config.augment,
+                                     train_images=None if config.stream else data.train.x)
         if config.init:
             transfer.initialise(model, config.init, freeze=config.freeze)
-        compile_for(model, config, steps=int(np.ceil(len(data.train.x) / config.batch_size)))
+        compile_for(model, config, steps=int(np.ceil(len(data.train) / config.batch_size)))
     if not resume:
         atomic.write_json(run / runs.CONFIG, {
             "train": dataclasses.asdict(config), "recipe": dataclasses.asdict(recipe),
@@ -247,13 +269,19 @@ def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbo
     done = len(history.get("epoch", []))
     if done >= config.epochs:
         return
-    parallel = device_count > 1
-    batches = ArrayBatches(data.train.x, _targets(data.train.y, model), config.batch_size, shuffle=True,
-                           seed=config.seed, epoch=done, full_batches=parallel)
+
+    def batches_of(split, **options):
+        """Batches of one split: from its arrays, or decoded from its files (stream)."""
+        if config.stream:
+            return data.batches(split, config.batch_size, y=_targets(split.y, model), **options)
+        return ArrayBatches(split.x, _targets(split.y, model), config.batch_size, **options)
+
+    batches = batches_of(data.train, shuffle=True, seed=config.seed, epoch=done, full_batches=device_count > 1)
     validation = None
     if data.val is not None:
-        validation = ArrayBatches(data.val.x, _targets(data.val.y, model), config.batch_size,
-                                  shuffle=False, pad_to=device_count)
+        validation = batches_of(data.val, shuffle=False, pad_to=device_count)
+    if config.stream:  # so that fit's first epoch holds no batch decoded for another epoch's order
+        streaming.build_before_fit(model, batches)
     model.fit(
         batches, epochs=config.epochs, initial_epoch=done, validation_data=validation,
         callbacks=[runs.RunRecorder(run, history, "val_accuracy" if validation else "accuracy")],
@@ -274,10 +302,10 @@ def finish_run(run: Path, config: TrainConfig, data, wall: float, device_count: 
         "test": test,
         "best_epoch": runs.best_epoch(history),
         "epochs": len(epoch_times),
-        "train_images": int(len(data.train.x)),
+        "train_images": len(data.train),
         "wall_time_s": round(sum(epoch_times), 2),
         "session_time_s": round(wall, 2),
-        "images_per_s": round(len(data.train.x) / float(np.median(epoch_times)), 1) if epoch_times else None,
+        "images_per_s": round(len(data.train) / float(np.median(epoch_times)), 1) if epoch_times else None,
         "backend": keras.backend.backend(),
         "devices": backend.devices(),
         "data_parallel_devices": device_count,

@@ -36,6 +36,7 @@ def train(
     out: Path = typer.Option(None, help="Run folder (default runs/MODEL-DATASET-sSEED)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch."),
     devices: str = typer.Option("1", help="'all' or N: data-parallel over N devices (JAX backend); the batch size is global."),
+    stream: bool = typer.Option(False, "--stream", help="folder:PATH only: decode the images per batch in background threads instead of decoding and caching them all first."),
     coordinator: str = typer.Option(None, help="Multi-host: address:port of process 0 (else KERAS_DISTRIBUTION_JOB_ADDRESSES)."),
     num_processes: int = typer.Option(None, help="Multi-host: number of processes (else KERAS_DISTRIBUTION_NUM_PROCESSES)."),
     process_id: int = typer.Option(None, help="Multi-host: this process's id, 0 = coordinator (else KERAS_DISTRIBUTION_PROCESS_ID)."),
@@ -56,7 +57,7 @@ def train(
         config = TrainConfig(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup,
                              augment=augment, weight_decay=weight_decay, bn_momentum=bn_momentum, seed=member, validation=validation,
                              image_size=image_size, init=init, freeze=freeze, train_fraction=train_fraction,
-                             precision=precision, schedule=schedule, devices=devices,
+                             precision=precision, schedule=schedule, devices=devices, stream=stream,
                              out=str(folder) if folder else None)
         try:
             metrics = run_training(config, resume=resume)
