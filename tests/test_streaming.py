@@ -265,3 +265,18 @@ def test_train_refuses_what_cannot_be_streamed(tmp_path, dataset, augment, messa
     with pytest.raises(UserError, match=message):
         train(TrainConfig("happy", dataset, augment=augment, stream=True, out=str(out)))
     assert not out.exists()  # refused before anything is written
+
+
+def test_cli_train_stream(root, tmp_path):
+    from typer.testing import CliRunner
+
+    from cnnzoo import runs
+    from cnnzoo.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "happy", "--dataset", f"folder:{root}", "--stream", "--epochs", "1",
+                                      "--batch-size", "8", "--image-size", "32", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert runs.read_config(out)["train"]["stream"] is True and (out / "metrics.json").exists()
+    refused = CliRunner().invoke(app, ["train", "happy", "--dataset", "signs", "--stream", "--out", str(tmp_path / "x")])
+    assert refused.exit_code == 2 and "Only image folders can be streamed" in refused.output
