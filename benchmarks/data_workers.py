@@ -1,0 +1,244 @@
+"""How long training waits for data when a folder of JPEGs is decoded per batch: in the
+training thread (workers=1) or in Keras' background threads (cnnzoo.streaming's default).
+
+    OMP_NUM_THREADS=1 python benchmarks/data_workers.py [--images 800] [--models lenet5_modern,happy]
+        [-o docs/benchmarks-data-workers.md]   # also writes the .json beside it
+
+Writes a folder of synthetic 256x256 JPEGs (smooth colour fields, shapes and a little
+noise, quality 90: about the size and decode cost of photos) into a temporary directory,
+then trains each model on it at 64x64 for a few epochs three ways: from the decoded arrays
+in memory (ArrayBatches, the reference: no decoding during training), streamed with
+workers=1 (FileBatches decoded in the training loop's own thread: Keras starts no worker
+pool) and streamed with background workers (streaming.default_workers()). A callback
+times, per step, the wait for data (from the end of one step, or the start of the epoch,
+to the start of the next step) and the step itself. The first epoch (warm-up) is left out.
+Decode-only throughput is timed too, serial and through Keras' thread pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_jpegs(root: Path, count: int, size: int, classes: int, seed: int = 0) -> None:
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    for k in range(classes):
+        (root / f"class{k}").mkdir(parents=True)
+    for i in range(count):
+        k = i % classes
+        field = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)  # low-frequency colour field
+        image = Image.fromarray(field).resize((size, size), Image.Resampling.BICUBIC)
+        draw = ImageDraw.Draw(image)
+        for _ in range(4):
+            x0, y0 = rng.integers(0, size - 40, 2)
+            box = [int(x0), int(y0), int(x0 + rng.integers(20, 120)), int(y0 + rng.integers(20, 120))]
+            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+            (draw.ellipse if (k + i) % 2 else draw.rectangle)(box, fill=colour)
+        pixels = np.asarray(image, np.int16) + rng.integers(-6, 7, (size, size, 3))
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(root / f"class{k}" / f"{i:05d}.jpg", quality=90)
+
+
+def timing_callback():
+    import keras
+
+    class StepTimes(keras.callbacks.Callback):
+        """Per epoch: data wait and compute time of every step, and the epoch's wall time."""
+
+        def __init__(self):
+            super().__init__()
+            self.epochs = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = self.last = time.perf_counter()
+            self.current = {"wait": [], "step": []}
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.begin = time.perf_counter()
+            self.current["wait"].append(self.begin - self.last)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.last = time.perf_counter()
+            self.current["step"].append(self.last - self.begin)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.current["wall"] = time.perf_counter() - self.start
+            self.epochs.append(self.current)
+
+    return StepTimes()
+
+
+def train_once(name, mode, files, arrays, args, workers):
+    import keras
+
+    from cnnzoo import streaming
+    from cnnzoo.pipeline import ArrayBatches
+    from cnnzoo.train import TrainConfig, build_training_model, compile_for, recipe_for
+
+    config = TrainConfig(name, "folder:bench", epochs=args.epochs, batch_size=args.batch_size,
+                         augment="none").resolved()
+    keras.utils.set_random_seed(0)
+    model = build_training_model(name, files.image_shape, files.num_classes, recipe_for(name))
+    compile_for(model, config, steps=-(-len(files.train) // args.batch_size))
+    if mode == "arrays":
+        batches = ArrayBatches(arrays.x, arrays.y, args.batch_size, shuffle=True, full_batches=True)
+    else:
+        batches = files.batches(files.train, args.batch_size, shuffle=True, full_batches=True,
+                                workers=1 if mode == "serial" else workers)
+    streaming.build_before_fit(model, batches)
+    times = timing_callback()
+    model.fit(batches, epochs=args.epochs, callbacks=[times], verbose=0)
+    measured = times.epochs[1:]  # the first epoch warms up torch and the page cache
+    wait = [w for e in measured for w in e["wait"]]
+    step = [s for e in measured for s in e["step"]]
+    wall = sum(e["wall"] for e in measured)
+    images = sum(len(e["step"]) for e in measured) * args.batch_size
+    return {
+        "model": name, "mode": mode, "workers": batches.workers, "max_queue_size": batches.max_queue_size,
+        "keras_thread_pool": batches.workers > 1 or batches.use_multiprocessing,
+        "epochs_measured": len(measured), "steps_measured": len(step),
+        "wait_ms_median": 1000 * statistics.median(wait), "wait_ms_mean": 1000 * statistics.fmean(wait),
+        "step_ms_median": 1000 * statistics.median(step), "step_ms_mean": 1000 * statistics.fmean(step),
+        "wait_share": sum(wait) / (sum(wait) + sum(step)),
+        # Per epoch, what is neither a step nor a wait: mostly the data's end-of-epoch work
+        # (Keras' enqueuer stop waits 0.1 s for its queue to drain).
+        "epoch_end_ms": 1000 * statistics.fmean(e["wall"] - sum(e["wait"]) - sum(e["step"]) for e in measured),
+        "images_per_s": images / wall,
+    }
+
+
+def decode_only(files, args, workers) -> list[dict]:
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    results = []
+    for label, n in (("serial (training thread)", 1), ("Keras thread pool", workers)):
+        batches = files.batches(files.train, args.batch_size, shuffle=True, workers=n)
+        adapter = PyDatasetAdapter(batches, shuffle=False)
+        start = time.perf_counter()
+        adapter.on_epoch_begin()
+        images = sum(len(x) for x, _ in adapter.get_numpy_iterator())
+        adapter.on_epoch_end()
+        seconds = time.perf_counter() - start
+        results.append({"how": label, "workers": n, "images": images, "seconds": seconds,
+                        "images_per_s": images / seconds, "ms_per_image": 1000 * seconds / images})
+    return results
+
+
+def markdown(report: dict) -> str:
+    s = report["settings"]
+    lines = [
+        "# Decoding in background workers: how long training waits for data",
+        "",
+        f"Measured by `{report['command']}` on {report['machine']}.",
+        "",
+        f"{s['images']} synthetic {s['source_size']}x{s['source_size']} JPEGs (quality 90, "
+        f"{s['jpeg_kb_mean']:.0f} KB on average) in {s['classes']} class folders; "
+        f"{s['train_images']} in the training split, decoded and resized to {s['image_size']}x{s['image_size']} "
+        f"(Pillow, libjpeg's draft mode, bilinear), batch {s['batch_size']}, {s['epochs']} epochs of which the "
+        f"first (warm-up) is left out. The machine was shared with another training job, and "
+        f"`OMP_NUM_THREADS=1` kept torch to one thread: the numbers are noisy, taken once, and "
+        f"show the pattern rather than this machine's best.",
+        "",
+        "*arrays*: the cached path, images decoded before training (ArrayBatches); *serial*: "
+        "FileBatches with workers=1, each batch decoded in the training loop's thread when it "
+        "is needed (Keras starts no worker pool for workers=1); *workers*: FileBatches with "
+        "Keras' thread pool (its OrderedEnqueuer) decoding ahead while the step runs. *Wait* is "
+        "the time from the end of one step (or the start of the epoch) to the start of the next; "
+        "*share* is the waits' part of the measured training time; *epoch end* is the rest of an "
+        "epoch's wall time (Keras' enqueuer stop waits 0.1 s for its queue to drain); *images/s* "
+        "counts the whole epoch.",
+        "",
+        "| model | mode | workers (queue) | wait / step, median (mean) ms | step, median ms | wait share | epoch end, ms | images/s |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in report["results"]:
+        queue = f"{r['workers']} ({r['max_queue_size']})" if r["keras_thread_pool"] else f"{r['workers']} (none)"
+        lines.append(f"| {r['model']} | {r['mode']} | {queue} | {r['wait_ms_median']:.1f} ({r['wait_ms_mean']:.1f}) | "
+                     f"{r['step_ms_median']:.1f} | {r['wait_share']:.0%} | {r['epoch_end_ms']:.0f} | {r['images_per_s']:.0f} |")
+    lines += [
+        "",
+        "Decoding alone (one pass over the training split, no model):",
+        "",
+        "| how | workers | images/s | ms per image |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for d in report["decode_only"]:
+        lines.append(f"| {d['how']} | {d['workers']} | {d['images_per_s']:.0f} | {d['ms_per_image']:.2f} |")
+    lines += ["", "The thread pool's figure includes starting and stopping Keras' enqueuer once (a pass "
+              "is one epoch), as training does every epoch.", "", "Raw numbers: the .json file beside this one.", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--images", type=int, default=800, help="JPEGs in the folder")
+    parser.add_argument("--source-size", type=int, default=256, help="side of each JPEG")
+    parser.add_argument("--image-size", type=int, default=64, help="side the models train at")
+    parser.add_argument("--classes", type=int, default=4)
+    parser.add_argument("--models", default="lenet5_modern,happy", help="comma-separated registered models")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("-o", "--output", type=Path, default=ROOT / "docs" / "benchmarks-data-workers.md")
+    args = parser.parse_args(argv)
+
+    from cnnzoo import atomic, streaming, torch_speed  # first: cnnzoo selects the Keras backend
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from common import machine
+
+    torch_speed.apply()
+    workers = streaming.default_workers()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="cnnzoo-workers-") as tmp:
+        root = Path(tmp) / "jpegs"
+        write_jpegs(root, args.images, args.source_size, args.classes)
+        jpegs = list(root.rglob("*.jpg"))
+        files = streaming.folder_files(f"folder:{root}", image_size=args.image_size)
+        decode = decode_only(files, args, workers)  # also warms the page cache
+        for d in decode:
+            print(f"decode only, {d['how']}: {d['images_per_s']:.0f} images/s", flush=True)
+        arrays = files.decode(files.train, progress=False)
+        for name in args.models.split(","):
+            for mode in ("arrays", "serial", "workers"):
+                r = train_once(name, mode, files, arrays, args, workers)
+                results.append(r)
+                print(f"{name:10s} {mode:8s} workers {r['workers']}: wait {r['wait_ms_median']:.1f} ms/step "
+                      f"(mean {r['wait_ms_mean']:.1f}), step {r['step_ms_median']:.1f} ms, share "
+                      f"{r['wait_share']:.0%}, {r['images_per_s']:.0f} images/s", flush=True)
+        kb = statistics.fmean(p.stat().st_size for p in jpegs) / 1024
+
+    threads = os.environ.get("OMP_NUM_THREADS")
+    command = (f"{'OMP_NUM_THREADS=' + threads + ' ' if threads else ''}python benchmarks/data_workers.py"
+               + "".join(f" --{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+                         if k != "output" and v != parser.get_default(k)))
+    report = {
+        "command": command, "machine": machine(), "date": datetime.date.today().isoformat(),
+        "omp_num_threads": threads, "default_workers": workers,
+        "settings": {"images": args.images, "source_size": args.source_size, "image_size": args.image_size,
+                     "classes": args.classes, "batch_size": args.batch_size, "epochs": args.epochs,
+                     "train_images": len(files.train), "jpeg_kb_mean": kb},
+        "results": results, "decode_only": decode,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(args.output, markdown(report))
+    atomic.write_text(args.output.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.output} and {args.output.with_suffix('.json').name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "src"))
+    sys.exit(main())
