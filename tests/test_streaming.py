@@ -280,3 +280,13 @@ def test_cli_train_stream(root, tmp_path):
     assert runs.read_config(out)["train"]["stream"] is True and (out / "metrics.json").exists()
     refused = CliRunner().invoke(app, ["train", "happy", "--dataset", "signs", "--stream", "--out", str(tmp_path / "x")])
     assert refused.exit_code == 2 and "Only image folders can be streamed" in refused.output
+
+
+def test_a_train_fraction_keeps_the_same_files_streamed_or_cached(root):
+    from cnnzoo.train import training_subset
+
+    cached = training_subset(load(f"folder:{root}", image_size=SIZE, validation=0.1, progress=False), 0.5)
+    streamed = training_subset(folder_files(f"folder:{root}", image_size=SIZE, validation=0.1), 0.5)
+    assert 0 < len(streamed.train) < 27
+    np.testing.assert_array_equal(streamed.train.keys, cached.train.keys)
+    np.testing.assert_array_equal(stream(streamed.batches(streamed.train, 4, shuffle=False))[0], cached.train.x)
