@@ -128,6 +128,13 @@ def test_resume_after_a_kill_continues_from_the_last_finished_epoch(folders, tmp
     last = keras.saving.load_model(out / "last.keras")
     assert int(keras.ops.convert_to_numpy(last.optimizer.iterations)) == 8 * steps_per_epoch
     assert metrics["epochs"] == 8
+    # The same batches in the same order as an uninterrupted run: the same final weights.
+    train(TrainConfig("happy", f"folder:{folders['three']}", epochs=8, batch_size=4, out=str(tmp_path / "whole")),
+          verbose=0)
+    whole = keras.saving.load_model(tmp_path / "whole" / "last.keras")
+    for resumed, uninterrupted in zip(last.weights, whole.weights, strict=True):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(resumed), keras.ops.convert_to_numpy(uninterrupted),
+                                   rtol=1e-4, atol=1e-6, err_msg=resumed.path)
 
 
 def test_best_epoch_is_the_one_model_keras_holds():

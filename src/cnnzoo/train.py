@@ -286,6 +286,9 @@ def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbo
         batches, epochs=config.epochs, initial_epoch=done, validation_data=validation,
         callbacks=[runs.RunRecorder(run, history, "val_accuracy" if validation else "accuracy")],
         verbose=verbose,
+        # The batches already come in the order of (seed, epoch); Keras' own shuffle of the
+        # batch order draws from Python's `random`, which a resumed session reseeds.
+        shuffle=False,
     )
 
 
