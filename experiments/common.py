@@ -93,7 +93,8 @@ def command_line(script: str, args, defaults: dict) -> str:
         if key in ("docs", "runs") or value == defaults.get(key):
             continue
         flag = "--" + key.replace("_", "-")
-        parts.append(f"{flag} {' '.join(map(str, value))}" if isinstance(value, (list, tuple)) else f"{flag} {value}")
+        values = value if isinstance(value, (list, tuple)) else [value]
+        parts.append(" ".join([flag, *map(str, values)]))
     return " ".join(parts)
 
 

@@ -74,9 +74,11 @@ def plot(rows: list[dict], path: Path) -> None:
         if not done:
             continue
         axis.scatter([r["macs"] / 1e9 for r in done], [100 * r["mean"] for r in done], marker=marker, label=dataset)
+        labels = {}  # one label per point: twins like plain20/resnet20 can land on the same spot
         for r in done:
-            axis.annotate(r["name"], (r["macs"] / 1e9, 100 * r["mean"]), fontsize=7, xytext=(3, 3),
-                          textcoords="offset points")
+            labels.setdefault((r["macs"] / 1e9, round(100 * r["mean"], 1)), []).append(r["name"])
+        for point, names in labels.items():
+            axis.annotate(" / ".join(names), point, fontsize=7, xytext=(3, 3), textcoords="offset points")
     axis.set_xscale("log")
     axis.set_xlabel("GMACs per image at the trained input (log)")
     axis.set_ylabel("test accuracy (%), mean over seeds")
