@@ -84,10 +84,11 @@ def test_data_parallel_reaches_the_single_device_weights(jax_two_devices):
     # Same steps on the same global batches: equal up to float reduction order, which Adam
     # amplifies on near-zero gradients (measured: 8.5e-5 relative). Different batches or
     # per-shard BN statistics would differ by ~1e-1 (6 steps of ~lr=1e-3 on weights ~5e-2),
-    # and no single weight may differ by a whole Adam step.
+    # and no single weight may differ by a whole Adam step. The losses follow the weights
+    # (test loss, measured: 1.7e-4 relative).
     assert jax_two_devices["relative_difference"] < 1e-3
     assert jax_two_devices["max_weight_difference"] < 1e-3
-    assert jax_two_devices["loss"][0] == pytest.approx(jax_two_devices["loss"][1], rel=1e-4)
+    assert jax_two_devices["loss"][0] == pytest.approx(jax_two_devices["loss"][1], rel=1e-3)
 
 
 def test_data_parallel_validates_on_a_batch_that_does_not_split_evenly(jax_two_devices):
