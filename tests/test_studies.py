@@ -21,12 +21,7 @@ def study(name):
     return module
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("CNNZOO_HOME", str(tmp_path_factory.mktemp("home")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("private_cache")  # conftest.py: a fresh $CNNZOO_HOME
 
 
 def run(name, tmp_path, *options):

@@ -36,12 +36,7 @@ def folders(tmp_path_factory):
     }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("CNNZOO_HOME", str(tmp_path_factory.mktemp("home")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("private_cache")  # conftest.py: a fresh $CNNZOO_HOME
 
 
 @pytest.fixture(scope="module")

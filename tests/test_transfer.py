@@ -13,12 +13,7 @@ from cnnzoo.train import TrainConfig, train
 from imagefolders import make_folder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("CNNZOO_HOME", str(tmp_path_factory.mktemp("home")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("private_cache")  # conftest.py: a fresh $CNNZOO_HOME
 
 
 @pytest.fixture(scope="module")
