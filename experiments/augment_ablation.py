@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cnnzoo  # noqa: E402,F401  (selects the backend)
-from common import machine, train_or_reuse, write_section  # noqa: E402
+from common import machine, mean_sd, train_or_reuse, write_section  # noqa: E402
 
 from cnnzoo.augment import AUGMENTATIONS  # noqa: E402
 from cnnzoo.predict import evaluate_models  # noqa: E402
@@ -39,8 +39,7 @@ def train_runs(model: str, dataset: str, augment: str, epochs: int, image_size, 
 
 
 def row(label: str, accuracies: list[float], times: list[float]) -> dict:
-    return {"label": label, "accuracies": accuracies, "mean": statistics.mean(accuracies),
-            "std": statistics.pstdev(accuracies), "time": statistics.mean(times) if times else None}
+    return {"label": label, "accuracies": accuracies, "time": statistics.mean(times) if times else None}
 
 
 def ablate(dataset: str, seeds: int, epochs: int | None) -> list[dict]:
@@ -68,10 +67,9 @@ def table(rows: list[dict]) -> str:
              "| --- | --- | --- | ---: |"]
     for r in rows:
         per_seed = ", ".join(f"{a:.1%}" for a in r["accuracies"])
-        spread = f" ± {r['std']:.1%}" if len(r["accuracies"]) > 1 else ""
         time = f"{r['time'] / 60:.1f} min" if r["time"] is not None else "—"
         lines.append(f"| {r['dataset']} ({r['model']}, {r['epochs']}) | {r['label']} | "
-                     f"{r['mean']:.1%}{spread} ({per_seed}) | {time} |")
+                     f"{mean_sd(r['accuracies'])} ({per_seed}) | {time} |")
     return "\n".join(lines)
 
 

@@ -108,22 +108,10 @@ def mean_sd(values) -> str:
     return f"{statistics.mean(values):.1%} ± {statistics.pstdev(values):.1%}"
 
 
-def total_training(results) -> str:
-    """'N runs, X min of training' over metrics dicts (nested lists/dicts of them allowed)."""
-    found = []
-
-    def collect(item):
-        if isinstance(item, dict) and "wall_time_s" in item:
-            found.append(item)
-        elif isinstance(item, dict):
-            for value in item.values():
-                collect(value)
-        elif isinstance(item, (list, tuple)):
-            for value in item:
-                collect(value)
-
-    collect(results)
-    return f"{len(found)} runs, {sum(m['wall_time_s'] for m in found) / 60:.0f} min of training on this machine"
+def total_training(runs) -> str:
+    """'N runs, X min of training' over metrics.json dicts."""
+    runs = list(runs)
+    return f"{len(runs)} runs, {sum(m['wall_time_s'] for m in runs) / 60:.0f} min of training on this machine"
 
 
 def pyplot():

@@ -131,7 +131,7 @@ MACs and trains {reduced['images_per_s'] / naive['images_per_s']:.1f}x as many i
 
 {chr(10).join(rows)}
 
-Time: {total_training([r['runs'] for r in results.values()])} (a rerun reuses finished runs).
+Time: {total_training(m for r in results.values() for m in r['runs'])} (a rerun reuses finished runs).
 
 ![module MACs and measured training speed](figures/bottleneck.png)
 """, args.docs / "STUDIES.md")

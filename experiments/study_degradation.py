@@ -122,7 +122,7 @@ training error (with augmentation, as in the paper's curves).
 
 {verdict(results, depths)}
 
-Time: {total_training(results)} (a rerun reuses finished runs).
+Time: {total_training(m for seeds in results.values() for m in seeds)} (a rerun reuses finished runs).
 
 {chr(10).join(rows)}
 

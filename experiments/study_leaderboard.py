@@ -134,7 +134,7 @@ CPU has not had the hours for; `--models NAME ...` trains them and the table fil
 
 {chr(10).join(lines)}
 
-Time: {total_training([r['runs'] for r in rows])} (a rerun reuses finished runs).
+Time: {total_training(m for r in rows for m in r['runs'])} (a rerun reuses finished runs).
 
 ![accuracy vs GMACs](figures/leaderboard.png)
 """, args.docs / "STUDIES.md")

@@ -113,7 +113,7 @@ validation), {base['epochs']} epochs, batch {recipe.batch_size}, the default aug
 
 {chr(10).join(rows)}
 
-Time: {total_training([base, results])} (a rerun reuses finished runs).
+Time: {total_training([base, *(m for seeds in results.values() for m in seeds)])} (a rerun reuses finished runs).
 
 ![test accuracy vs share of training data](figures/transfer.png)
 
