@@ -108,3 +108,59 @@ def test_switch_off(monkeypatch):
         if was_active:
             monkeypatch.delenv("CNNZOO_TORCH_SPEED")
             torch_speed.apply()
+
+
+def test_conv_kernel_is_not_copied(stock_then_fast):
+    """A conv kernel is stored in PyTorch's layout: Keras' transpose to (out, in, H, W) is a
+    channels_last view that conv uses without a copy; its shape and values are Keras'."""
+    import torch
+    from keras.src.backend.torch import nn as torch_nn
+
+    def torch_kernel():
+        keras.utils.set_random_seed(3)
+        layer = keras.layers.Conv2D(8, (3, 2), name="conv")
+        layer.build((None, 9, 9, 5))
+        kernel = layer.kernel.value
+        return kernel, torch_nn._maybe_convert_to_channels_last(torch_nn._transpose_conv_kernel(kernel))
+
+    (stock, stock_view), (fast, fast_view) = stock_then_fast(torch_kernel)
+    assert fast.shape == stock.shape == (3, 2, 5, 8)
+    np.testing.assert_array_equal(fast.detach().numpy(), stock.detach().numpy())
+    assert stock_view.data_ptr() != stock.data_ptr()  # stock Keras copies every step
+    assert fast_view.data_ptr() == fast.data_ptr() and fast_view.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_training_agrees_with_stock_keras(stock_then_fast, tmp_path):
+    """Three Adam steps give the same weights; the optimizer's slots take the kernel's layout;
+    a model saved with the fixes loads in stock Keras with the same weights."""
+    x = np.random.default_rng(0).normal(size=(16, 12, 12, 5)).astype("float32")
+    y = np.arange(16) % 3
+
+    def fit():  # no conv bias right before a batch norm: its gradient is rounding noise that Adam amplifies
+        keras.utils.set_random_seed(1)
+        inputs = keras.Input((12, 12, 5))
+        h = keras.layers.Conv2D(6, 3, activation="relu", name="conv")(inputs)
+        h = keras.layers.Conv2D(8, 3, use_bias=False, name="conv2")(h)
+        h = keras.layers.BatchNormalization(name="bn")(h)
+        outputs = keras.layers.Dense(3, name="fc")(keras.layers.GlobalAveragePooling2D()(h))
+        model = keras.Model(inputs, outputs)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+        return model
+
+    stock, fast = stock_then_fast(fit)
+    for w_f, w_s in zip(fast.weights, stock.weights):  # Adam moves each weight up to 4 x 1e-2
+        np.testing.assert_allclose(w_f.numpy(), w_s.numpy(), rtol=1e-4, atol=1e-4, err_msg=w_f.path)
+    kernel = fast.get_layer("conv").kernel
+    slots = [v for v in fast.optimizer.variables if v.name in ("conv_kernel_momentum", "conv_kernel_velocity")]
+    assert len(slots) == 2 and all(s.value.stride() == kernel.value.stride() for s in slots)
+    assert not kernel.value.is_contiguous()  # the fast layout is in use
+
+    fast.save(tmp_path / "fast.keras")
+    torch_speed.restore()
+    loaded = keras.saving.load_model(tmp_path / "fast.keras")
+    assert loaded.get_layer("conv").kernel.value.is_contiguous()  # stock layout
+    for w_l, w_f in zip(loaded.weights, fast.weights):
+        np.testing.assert_array_equal(w_l.numpy(), w_f.numpy())
+    torch_speed.apply()

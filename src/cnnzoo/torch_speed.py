@@ -1,4 +1,4 @@
-"""Two fixes to Keras 3's PyTorch backend that make CNN training 1.1-2.4x faster on a CPU.
+"""Three fixes to Keras 3's PyTorch backend that make CNN training faster on a CPU.
 
 Profiling ResNet-50 and HappyModel training (docs/PERFORMANCE.md) showed Keras 3.15
 spending its extra time, against a plain PyTorch loop, in two places:
@@ -11,10 +11,17 @@ spending its extra time, against a plain PyTorch loop, in two places:
 2. BatchNormalization written as ~10 elementwise ops (moments, then normalise), each a
    pass over the activation in forward and backward. PyTorch's fused batch-norm kernel
    does it in one pass each way and returns the batch statistics the moving averages need.
+3. Kernel transposes. Keras keeps a conv kernel as (H, W, in, out); PyTorch convolves with
+   (out, in, H, W) in channels_last memory, i.e. laid out as (out, H, W, in). Every step
+   copied every kernel into that layout, got its gradient back strided, and ran the
+   optimizer's elementwise updates on mismatched layouts. Storing each conv kernel (and the
+   optimizer's slots for it) in PyTorch's layout, behind the same (H, W, in, out) shape,
+   removes all three: a ResNet-50 step is about 15% faster.
 
-`apply()` installs both when the backend is PyTorch; the results agree with stock Keras to
+`apply()` installs them when the backend is PyTorch; the results agree with stock Keras to
 float32 rounding (tests/test_torch_speed.py). Saved models are unaffected: only the
-computation changes, never a layer class or a weight. `CNNZOO_TORCH_SPEED=0` turns it off.
+computation and the memory layout change, never a layer class or a weight's shape or
+value. `CNNZOO_TORCH_SPEED=0` turns it off.
 """
 
 from __future__ import annotations
@@ -42,11 +49,15 @@ def apply() -> bool:
         return False
     import torch
     from keras.src.backend.torch import nn as torch_nn
+    from keras.src.layers.convolutional.base_conv import BaseConv
     from keras.src.layers.normalization.batch_normalization import BatchNormalization
+    from keras.src.optimizers.base_optimizer import BaseOptimizer
 
     memory_formats = {4: torch.channels_last, 5: torch.channels_last_3d}
     stock_transpose = torch_nn._transpose_spatial_inputs
     stock_call = BatchNormalization.call
+    stock_build = BaseConv.build
+    stock_slot = BaseOptimizer.add_variable_from_reference
 
     def transpose_spatial_inputs(inputs):
         """NHWC -> NCHW as a channels_last view: no copy for a contiguous input."""
@@ -61,8 +72,22 @@ def apply() -> bool:
             return stock_call(self, inputs, training=training, mask=mask)
         return _fused_batch_norm(self, inputs, memory_formats[inputs.ndim])
 
+    def build(self, input_shape):
+        stock_build(self, input_shape)
+        if self._kernel.ndim in memory_formats:
+            _store_as_torch_kernel(self._kernel.value)
+
+    def add_variable_from_reference(self, reference_variable, *args, **kwargs):
+        """An optimizer slot (momentum, velocity) in the same memory layout as its weight."""
+        slot = stock_slot(self, reference_variable, *args, **kwargs)
+        reference = reference_variable.value
+        if not reference.is_contiguous() and slot.value.shape == reference.shape:
+            slot.value.data = torch.empty_like(reference).copy_(slot.value.data)
+        return slot
+
     for owner, name, value in ((torch_nn, "_transpose_spatial_inputs", transpose_spatial_inputs),
-                               (BatchNormalization, "call", call)):
+                               (BatchNormalization, "call", call), (BaseConv, "build", build),
+                               (BaseOptimizer, "add_variable_from_reference", add_variable_from_reference)):
         _originals.append((owner, name, getattr(owner, name)))
         setattr(owner, name, value)
     return True
@@ -94,3 +119,15 @@ def _fused_batch_norm(layer, inputs, memory_format):
         layer.moving_variance.assign(layer.moving_variance.value * momentum + variance * (1.0 - momentum))
     inverse = [order.index(d) for d in range(inputs.ndim)]
     return outputs.permute(inverse)
+
+
+def _store_as_torch_kernel(parameter) -> None:
+    """Lay a (*spatial, in, out) kernel out in memory as (out, *spatial, in), keeping its shape.
+
+    Keras' permute to (out, in, *spatial) is then a channels_last view that conv uses as is,
+    and autograd returns the gradient in the same layout. Assigning to the variable later
+    (`copy_`) keeps the layout; reading it gives the same values as before.
+    """
+    order = (parameter.ndim - 1, *range(parameter.ndim - 2), parameter.ndim - 2)  # (out, *spatial, in)
+    inverse = [order.index(d) for d in range(parameter.ndim)]
+    parameter.data = parameter.data.permute(order).contiguous().permute(inverse)
