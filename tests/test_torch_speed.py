@@ -130,9 +130,12 @@ def test_conv_kernel_is_not_copied(stock_then_fast):
     assert fast_view.data_ptr() == fast.data_ptr() and fast_view.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_training_agrees_with_stock_keras(stock_then_fast, tmp_path):
-    """Three Adam steps give the same weights; the optimizer's slots take the kernel's layout;
-    a model saved with the fixes loads in stock Keras with the same weights."""
+def test_training_agrees_with_stock_keras(stock_then_fast, tmp_path, monkeypatch):
+    """Four Adam steps (PyTorch's fused kernel) give the same weights; the optimizer's slots
+    take the kernel's layout; a model saved with the fixes loads in stock Keras unchanged."""
+    fused_steps = []
+    fused = torch_speed._fused_adam
+    monkeypatch.setattr(torch_speed, "_fused_adam", lambda *args: fused_steps.append(1) or fused(*args))
     x = np.random.default_rng(0).normal(size=(16, 12, 12, 5)).astype("float32")
     y = np.arange(16) % 3
 
@@ -150,6 +153,7 @@ def test_training_agrees_with_stock_keras(stock_then_fast, tmp_path):
         return model
 
     stock, fast = stock_then_fast(fit)
+    assert len(fused_steps) == 4  # the fast run used the fused kernel, the stock one did not
     for w_f, w_s in zip(fast.weights, stock.weights):  # Adam moves each weight up to 4 x 1e-2
         np.testing.assert_allclose(w_f.numpy(), w_s.numpy(), rtol=1e-4, atol=1e-4, err_msg=w_f.path)
     kernel = fast.get_layer("conv").kernel
