@@ -92,6 +92,22 @@ def test_saved_model_scales_pixels_itself(softmax_run):
     assert model.get_layer("HappyModel").output.shape[-1] == 3
 
 
+def test_a_callback_that_stops_the_run_still_leaves_a_finished_run(folders, tmp_path):
+    """train(callbacks=...) runs the caller's Keras callbacks; stopping early is a whole run."""
+
+    class StopAfterOne(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.logs = dict(logs)
+            self.model.stop_training = True
+
+    stop = StopAfterOne()
+    metrics = train(TrainConfig("happy", f"folder:{folders['two']}", epochs=3, batch_size=8, out=str(tmp_path / "run")),
+                    verbose=0, callbacks=[stop])
+    assert metrics["epochs"] == 1 and "val_accuracy" in stop.logs
+    assert len(runs.read_history(tmp_path / "run")["epoch"]) == 1
+    assert (tmp_path / "run" / "metrics.json").exists() and (tmp_path / "run" / "model.keras").exists()
+
+
 def test_an_existing_run_is_not_overwritten(softmax_run, folders):
     out = softmax_run[0]
     before = (out / "model.keras").read_bytes()

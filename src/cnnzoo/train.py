@@ -205,8 +205,11 @@ def _prepare_folder(config: TrainConfig, resume: bool) -> tuple[TrainConfig, Pat
     return config, run
 
 
-def train(config: TrainConfig, *, resume: bool = False, verbose="auto") -> dict:
-    """Train, keep the best epoch, evaluate it on the test split; return metrics.json's dict."""
+def train(config: TrainConfig, *, resume: bool = False, verbose="auto", callbacks=()) -> dict:
+    """Train, keep the best epoch, evaluate it on the test split; return metrics.json's dict.
+
+    `callbacks` (Keras callbacks) run in `fit` after cnnzoo's own, which records the run;
+    one that sets `model.stop_training` ends it early, still evaluated and written."""
     from cnnzoo.datasets import load
 
     config, run = _prepare_folder(config.resolved(), resume)
@@ -229,7 +232,7 @@ def train(config: TrainConfig, *, resume: bool = False, verbose="auto") -> dict:
     keras.mixed_precision.set_global_policy(PRECISIONS[config.precision])
     started = time.perf_counter()
     with scope:
-        _fit(run, config, data, classes, resume, verbose, device_count)
+        _fit(run, config, data, classes, resume, verbose, device_count, callbacks)
     if config.stream:
         data = dataclasses.replace(data, test=data.decode(data.test))  # evaluated as arrays
     # Evaluation runs on one device, outside the distribution: the test set's last batch
@@ -250,7 +253,8 @@ def training_subset(data, fraction: float):
     return dataclasses.replace(data, train=subset)
 
 
-def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbose, device_count: int) -> None:
+def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbose, device_count: int,
+         callbacks=()) -> None:
     recipe = dataclasses.replace(recipe_for(config.model), bn_momentum=config.bn_momentum)
 
     if resume and (run / runs.LAST).exists():
@@ -287,7 +291,7 @@ def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbo
         streaming.build_before_fit(model, batches)
     model.fit(
         batches, epochs=config.epochs, initial_epoch=done, validation_data=validation,
-        callbacks=[runs.RunRecorder(run, history, "val_accuracy" if validation else "accuracy")],
+        callbacks=[runs.RunRecorder(run, history, "val_accuracy" if validation else "accuracy"), *callbacks],
         verbose=verbose,
         # The batches already come in the order of (seed, epoch); Keras' own shuffle of the
         # batch order draws from Python's `random`, which a resumed session reseeds.
