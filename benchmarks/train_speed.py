@@ -1,6 +1,7 @@
-"""Training throughput and peak memory: cnnzoo against plain PyTorch and naive Keras, side by side.
+"""Training throughput, peak memory and time to accuracy: cnnzoo against plain PyTorch and
+naive Keras, side by side.
 
-    python benchmarks/train_speed.py [--cases resnet50-64-b32 happy-64-b32 ...] [--steps 12]
+    python benchmarks/train_speed.py [--cases resnet50-64-b32 happy-64-b32 resnet50-signs-97 ...] [--steps 12]
 
 Peers, each in its own process (a Keras backend is fixed per process), on synthetic data of
 the right shape:
@@ -10,8 +11,10 @@ the right shape:
       channels_last; on a GPU also bf16 autocast and torch.compile, the best one reported;
   (c) the course's Keras code as a naive user runs it in Keras 3: stock Keras (no cnnzoo
       fixes) on the same backend as (a), fp32, float inputs, `model.fit` on arrays.
-Each figure is the median over timed steps after warm-up, each step synchronised. Writes
-docs/benchmarks-train.json and docs/benchmarks-train.md.
+Each throughput figure is the median over timed steps after warm-up, each step
+synchronised. The time-to-accuracy case (resnet50-signs-97) trains on the real dataset until
+the test accuracy first reaches 97%; its peers are described in benchmarks/time_to_accuracy.py.
+Writes docs/benchmarks-train.json and docs/benchmarks-train.md.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ CASES = {
     "happy-64-b32": ("happy", (64, 64, 3), 1, 32, 32),
     "happy-64-b256": ("happy", (64, 64, 3), 1, 256, 256),
 }
+# name: (model, dataset, test accuracy to reach), measured by benchmarks/time_to_accuracy.py
+ACCURACY_CASES = {"resnet50-signs-97": ("resnet50", "signs", 0.97)}
 PEERS = ("cnnzoo", "torch", "keras")
 
 
@@ -173,9 +178,11 @@ def _peak_device_memory():
     return None
 
 
-def measure(peer: str, case: str, steps: int, warmup: int) -> dict:
+def measure(peer: str, case: str, steps: int, warmup: int, epochs: int | None = None) -> dict:
     """Run one peer on one case in a fresh process; its last line is the JSON result."""
     command = [sys.executable, __file__, "--child", peer, case, "--steps", str(steps), "--warmup", str(warmup)]
+    if epochs:
+        command += ["--epochs", str(epochs)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
@@ -186,6 +193,30 @@ def _ratio(a: dict, b: dict) -> str:
     if "images_per_s" not in a or "images_per_s" not in b:
         return "—"
     return f"{a['images_per_s'] / b['images_per_s']:.2f}x"
+
+
+def accuracy_table(results: dict) -> str:
+    lines = ["| case | peer | seconds to target | epoch reached | best test accuracy (epochs run) | settings |",
+             "| --- | --- | ---: | ---: | --- | --- |"]
+    for case, peers in results.items():
+        for label, peer in zip(("(a) cnnzoo", "(b) PyTorch", "(c) naive Keras"), PEERS):
+            r = peers[peer]
+            if not r:
+                continue
+            if "error" in r:
+                lines.append(f"| {case} | {label} | {r['error']} | | | |")
+                continue
+            seconds = f"{r['seconds']:.0f}" if r["seconds"] is not None else f"not reached in {r['epochs_run']} epochs"
+            lines.append(f"| {case} | {label} | {seconds} | {r['epoch'] or '—'} | "
+                         f"{r['best_accuracy']:.1%} ({r['epochs_run']}) | {r['settings']} |")
+    ratios = []
+    for case, peers in results.items():
+        a = peers["cnnzoo"].get("seconds")
+        for label, peer in (("b", "torch"), ("c", "keras")):
+            other = peers[peer].get("seconds")
+            if a and other:
+                ratios.append(f"{case}: (a) took {a / other:.2f}x the time of ({label})")
+    return "\n".join(lines) + ("\n\n" + "; ".join(ratios) + "." if ratios else "")
 
 
 def table(results: dict) -> str:
@@ -209,23 +240,32 @@ def table(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--cases", nargs="+", default=[*CASES, *ACCURACY_CASES], choices=[*CASES, *ACCURACY_CASES])
     parser.add_argument("--peers", nargs="+", default=list(PEERS), choices=PEERS)
     parser.add_argument("--steps", type=int, default=12, help="timed steps per peer")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation, caches)")
+    parser.add_argument("--epochs", type=int, help="time-to-accuracy: at most this many epochs (smoke runs); "
+                        "default: the model's recipe")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks-train.md")
     parser.add_argument("--child", nargs=2, metavar=("PEER", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         peer, case = args.child
-        result = (child_torch(case, args.steps, args.warmup) if peer == "torch"
-                  else child_keras(case, args.steps, args.warmup, naive=peer == "keras"))
+        if case in ACCURACY_CASES:
+            import time_to_accuracy
+
+            result = time_to_accuracy.CHILDREN[peer](*ACCURACY_CASES[case], epochs=args.epochs)
+        elif peer == "torch":
+            result = child_torch(case, args.steps, args.warmup)
+        else:
+            result = child_keras(case, args.steps, args.warmup, naive=peer == "keras")
         print(json.dumps(result))
         return
 
     results = {}
     for case in args.cases:
-        results[case] = {p: (measure(p, case, args.steps, args.warmup) if p in args.peers else {}) for p in PEERS}
+        results[case] = {p: (measure(p, case, args.steps, args.warmup, args.epochs) if p in args.peers else {})
+                         for p in PEERS}
         print(case, json.dumps(results[case]), flush=True)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
     try:
@@ -239,16 +279,32 @@ def main() -> None:
     from cnnzoo import atomic
 
     atomic.write_json(args.out.with_suffix(".json"), {"machine": machine, "date": stamp, "results": results})
-    atomic.write_text(args.out, f"""# Training throughput: cnnzoo vs plain PyTorch vs naive Keras
+    throughput = {case: r for case, r in results.items() if case in CASES}
+    accuracy = {case: r for case, r in results.items() if case in ACCURACY_CASES}
+    command = f"python benchmarks/train_speed.py --cases {' '.join(args.cases)} --steps {args.steps} --warmup {args.warmup}"
+    if args.epochs:
+        command += f" --epochs {args.epochs}"
+    sections = [f"""# Training speed: cnnzoo vs plain PyTorch vs naive Keras
 
-`python benchmarks/train_speed.py --cases {' '.join(args.cases)} --steps {args.steps} --warmup {args.warmup}`
-on {machine}, {stamp}.
+`{command}` on {machine}, {stamp}. The peers are described in the script's docstring.
+"""]
+    if throughput:
+        sections.append(f"""## Throughput and memory
+
 Median images/s over {args.steps} synchronised steps after {args.warmup} warm-up steps, synthetic
-data; peak RSS is each peer's whole process. The peers are described in the script's docstring.
+data; peak RSS is each peer's whole process.
 
-{table(results)}
+{table(throughput)}
 """)
+    if accuracy:
+        sections.append(f"""## Time to accuracy
 
+Training seconds (the test split scored after each epoch, outside the clock) until the test
+accuracy first reaches the target; benchmarks/time_to_accuracy.py describes each peer.
+
+{accuracy_table(accuracy)}
+""")
+    atomic.write_text(args.out, "\n".join(sections))
 
 if __name__ == "__main__":
     main()

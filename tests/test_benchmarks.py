@@ -1,0 +1,60 @@
+"""The speed benchmark's peers do equal work and report in the documented format (tiny
+budgets here; the figures themselves come from benchmarks/train_speed.py, not from tests)."""
+
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+
+from cnnzoo.models import model_info
+from imagefolders import make_folder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import time_to_accuracy  # noqa: E402
+import train_speed  # noqa: E402
+
+pytestmark = [pytest.mark.usefixtures("private_cache"),
+              pytest.mark.skipif(keras.backend.backend() != "torch", reason="the PyTorch peer needs torch")]
+
+
+@pytest.mark.parametrize("name, shape, classes", [("resnet50", (64, 64, 3), 6), ("happy", (64, 64, 3), 1)])
+def test_the_pytorch_reference_has_the_keras_models_parameters(name, shape, classes):
+    import torch_reference
+
+    keras_count = model_info(name).build(input_shape=shape, classes=classes).count_params()
+    assert torch_reference.parameter_count(torch_reference.build(name, classes)) == keras_count
+
+
+def test_time_to_accuracy_is_the_first_epoch_at_the_target():
+    curve = [(1, 10.0, 0.5), (2, 20.04, 0.971), (3, 30.0, 0.96), (4, 40.0, 0.99)]
+    reached = time_to_accuracy.result(curve, 0.97, "s")
+    assert (reached["seconds"], reached["epoch"], reached["best_accuracy"], reached["epochs_run"]) == (20.0, 2, 0.99, 4)
+    missed = time_to_accuracy.result(curve[:1], 0.97, "s")
+    assert (missed["seconds"], missed["epoch"], missed["best_accuracy"]) == (None, None, 0.5)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("data") / "shapes", ["circle", "square", "star"], per_class=8, size=64)
+
+
+@pytest.mark.parametrize("peer", ["torch", "keras", "cnnzoo"])
+def test_each_time_to_accuracy_peer_trains_scores_and_stops_at_the_target(shapes, peer):
+    """Target 0: reached after the first epoch, which ends the run (the recipe has 30)."""
+    result = time_to_accuracy.CHILDREN[peer]("resnet50", f"folder:{shapes}", 0.0)
+    assert result["epochs_run"] == 1 and result["epoch"] == 1 and result["seconds"] > 0
+    assert len(result["curve"]) == 1 and 0 <= result["best_accuracy"] <= 1
+    table = train_speed.accuracy_table({"tiny": {p: (result if p == peer else {}) for p in train_speed.PEERS}})
+    assert f"| tiny | {dict(zip(train_speed.PEERS, ['(a) cnnzoo', '(b) PyTorch', '(c) naive Keras']))[peer]} |" in table
+
+
+def test_throughput_peers_report_images_per_second_and_memory():
+    results = {"happy-64-b32": {"torch": train_speed.child_torch("happy-64-b32", 2, 1),
+                                "keras": train_speed.child_keras("happy-64-b32", 2, 1, naive=True),
+                                "cnnzoo": train_speed.child_keras("happy-64-b32", 2, 1, naive=False)}}
+    for result in results["happy-64-b32"].values():
+        assert result["batch"] == 32 and result["steps_timed"] == 2 and result["images_per_s"] > 0
+        assert result["peak_rss_mib"] > 0
+    assert "torch fixes" in results["happy-64-b32"]["cnnzoo"]["settings"]
+    assert "| happy-64-b32 | 32 |" in train_speed.table(results)
