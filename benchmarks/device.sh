@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The GPU measurements in one command on the lent machine (device tool; it has torch, jax,
+# h5py, pillow, matplotlib, typer, rich but not keras). Prepare here, once per session:
+#   bash ../shared/tools/device-wheels.sh          # keras, namex, optree -> .whl/ (git-ignored)
+#   mkdir -p .data && cp ../shared/data/sign-language-digits.zip ../shared/data/smiles.zip .data/
+# then call the device tool's run with carry [".whl", ".data"] and the command
+#   bash benchmarks/device.sh STAGE [options passed to its script]
+# STAGE: speed (benchmarks/train_speed.py: throughput, memory, time to accuracy),
+#        workers (benchmarks/data_workers.py), leaderboard (experiments/study_leaderboard.py).
+# Tables and logs land in $OUT; the leaderboard's runs come back as $OUT/leaderboard-runs.tar.gz
+# (metrics, history, config: no weights): unpack it into runs/ here and rebuild the table with
+# `python experiments/study_leaderboard.py --models` (GPU runs are bf16: their own hashes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+export PYTHONPATH="/tmp/site:$PWD/src" PYTHONUNBUFFERED=1
+export CNNZOO_DATA_MIRROR="$PWD/.data" CNNZOO_HOME=/tmp/cnnzoo-home
+OUT="${OUT:-$PWD/device-out}"
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt" || true
+stage="${1:?give a stage: speed, workers or leaderboard}"
+shift
+case "$stage" in
+  speed)
+    python3 benchmarks/train_speed.py --out "$OUT/benchmarks-train.md" "$@" 2>&1 | tee "$OUT/speed.log" ;;
+  workers)
+    python3 benchmarks/data_workers.py --output "$OUT/benchmarks-data-workers.md" "$@" 2>&1 | tee "$OUT/workers.log" ;;
+  leaderboard)
+    python3 experiments/study_leaderboard.py "$@" 2>&1 | tee "$OUT/leaderboard.log"
+    cp docs/STUDIES.md docs/figures/leaderboard.png "$OUT/"
+    (cd runs && find experiments \( -name metrics.json -o -name history.csv -o -name config.json \) -print0 |
+      tar --null -czf "$OUT/leaderboard-runs.tar.gz" -T -) ;;
+  *)
+    echo "Unknown stage $stage: use speed, workers or leaderboard." >&2; exit 2 ;;
+esac
