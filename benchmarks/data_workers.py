@@ -13,6 +13,11 @@ pool) and streamed with background workers (streaming.default_workers()). A call
 times, per step, the wait for data (from the end of one step, or the start of the epoch,
 to the start of the next step) and the step itself. The first epoch (warm-up) is left out.
 Decode-only throughput is timed too, serial and through Keras' thread pool.
+
+On a CPU the decoding threads compete with the training step for the same cores, so the
+rows marked "+ N ms device" model an accelerator: after each (small) step the training
+thread sleeps N ms (--device-ms), as it waits on a GPU, leaving the cores to the workers.
+With workers the data is ready when that "device" finishes; decoded serially it is not.
 """
 
 from __future__ import annotations
@@ -80,7 +85,19 @@ def timing_callback():
     return StepTimes()
 
 
-def train_once(name, mode, files, arrays, args, workers):
+def simulated_device(milliseconds: float):
+    import keras
+
+    class DeviceStep(keras.callbacks.Callback):
+        """Holds the training thread after each step, as waiting on an accelerator does."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            time.sleep(milliseconds / 1000)
+
+    return DeviceStep()
+
+
+def train_once(name, mode, files, arrays, args, workers, device_ms: float = 0):
     import keras
 
     from cnnzoo import streaming
@@ -99,14 +116,17 @@ def train_once(name, mode, files, arrays, args, workers):
                                 workers=1 if mode == "serial" else workers)
     streaming.build_before_fit(model, batches)
     times = timing_callback()
-    model.fit(batches, epochs=args.epochs, callbacks=[times], verbose=0)
+    # The device callback runs first, so its wait counts as part of the step.
+    model.fit(batches, epochs=args.epochs, callbacks=[simulated_device(device_ms), times] if device_ms else [times],
+              verbose=0)
     measured = times.epochs[1:]  # the first epoch warms up torch and the page cache
     wait = [w for e in measured for w in e["wait"]]
     step = [s for e in measured for s in e["step"]]
     wall = sum(e["wall"] for e in measured)
     images = sum(len(e["step"]) for e in measured) * args.batch_size
     return {
-        "model": name, "mode": mode, "workers": batches.workers, "max_queue_size": batches.max_queue_size,
+        "model": name + (f" + {device_ms:g} ms device" if device_ms else ""), "mode": mode, "device_ms": device_ms,
+        "workers": batches.workers, "max_queue_size": batches.max_queue_size,
         "keras_thread_pool": batches.workers > 1 or batches.use_multiprocessing,
         "epochs_measured": len(measured), "steps_measured": len(step),
         "wait_ms_median": 1000 * statistics.median(wait), "wait_ms_mean": 1000 * statistics.fmean(wait),
@@ -147,9 +167,9 @@ def markdown(report: dict) -> str:
         f"{s['jpeg_kb_mean']:.0f} KB on average) in {s['classes']} class folders; "
         f"{s['train_images']} in the training split, decoded and resized to {s['image_size']}x{s['image_size']} "
         f"(Pillow, libjpeg's draft mode, bilinear), batch {s['batch_size']}, {s['epochs']} epochs of which the "
-        f"first (warm-up) is left out. The machine was shared with another training job, and "
-        f"`OMP_NUM_THREADS=1` kept torch to one thread: the numbers are noisy, taken once, and "
-        f"show the pattern rather than this machine's best.",
+        f"first (warm-up) is left out. Taken once"
+        + (f", with torch kept to {report['omp_num_threads']} thread(s) by OMP_NUM_THREADS" if report["omp_num_threads"] else "")
+        + ": the numbers show the pattern rather than this machine's best.",
         "",
         "*arrays*: the cached path, images decoded before training (ArrayBatches); *serial*: "
         "FileBatches with workers=1, each batch decoded in the training loop's thread when it "
@@ -158,7 +178,9 @@ def markdown(report: dict) -> str:
         "the time from the end of one step (or the start of the epoch) to the start of the next; "
         "*share* is the waits' part of the measured training time; *epoch end* is the rest of an "
         "epoch's wall time (Keras' enqueuer stop waits 0.1 s for its queue to drain); *images/s* "
-        "counts the whole epoch.",
+        "counts the whole epoch. Rows marked *+ N ms device* hold the training thread N ms after "
+        "each step, as waiting on an accelerator does, so that the workers have the CPU to "
+        "themselves meanwhile (on a CPU-only machine the real rows make them compete with the step).",
         "",
         "| model | mode | workers (queue) | wait / step, median (mean) ms | step, median ms | wait share | epoch end, ms | images/s |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
@@ -191,6 +213,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default="lenet5_modern,happy", help="comma-separated registered models")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device-ms", type=float, default=40,
+                        help="simulated accelerator step for the first model's extra rows (0: none)")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "docs" / "benchmarks-data-workers.md")
     args = parser.parse_args(argv)
 
@@ -211,11 +235,13 @@ def main(argv=None) -> int:
         for d in decode:
             print(f"decode only, {d['how']}: {d['images_per_s']:.0f} images/s", flush=True)
         arrays = files.decode(files.train, progress=False)
-        for name in args.models.split(","):
+        names = args.models.split(",")
+        runs = [(name, 0) for name in names] + ([(names[0], args.device_ms)] if args.device_ms else [])
+        for name, device_ms in runs:
             for mode in ("arrays", "serial", "workers"):
-                r = train_once(name, mode, files, arrays, args, workers)
+                r = train_once(name, mode, files, arrays, args, workers, device_ms)
                 results.append(r)
-                print(f"{name:10s} {mode:8s} workers {r['workers']}: wait {r['wait_ms_median']:.1f} ms/step "
+                print(f"{r['model']:10s} {mode:8s} workers {r['workers']}: wait {r['wait_ms_median']:.1f} ms/step "
                       f"(mean {r['wait_ms_mean']:.1f}), step {r['step_ms_median']:.1f} ms, share "
                       f"{r['wait_share']:.0%}, {r['images_per_s']:.0f} images/s", flush=True)
         kb = statistics.fmean(p.stat().st_size for p in jpegs) / 1024
