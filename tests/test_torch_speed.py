@@ -168,3 +168,17 @@ def test_training_agrees_with_stock_keras(stock_then_fast, tmp_path, monkeypatch
     for w_l, w_f in zip(loaded.weights, fast.weights):
         np.testing.assert_array_equal(w_l.numpy(), w_f.numpy())
     torch_speed.apply()
+
+
+def test_adam_updates_kernels_in_their_memory_order():
+    """The fused kernel gets contiguous views of the (out, H, W, in)-stored kernel and its
+    gradient and slots (it would copy strided tensors in and out); mixed layouts are left alone."""
+    import torch
+
+    kernel = torch.randn(3, 3, 4, 8).permute(3, 0, 1, 2).contiguous().permute(1, 2, 3, 0)  # Keras shape, torch memory
+    same = [kernel, torch.empty_like(kernel), torch.empty_like(kernel)]
+    views = torch_speed._in_memory_order(*same)
+    assert all(v.is_contiguous() and v.data_ptr() == t.data_ptr() for v, t in zip(views, same))
+    assert views[0].shape == (8, 3, 3, 4)
+    mixed = (kernel, torch.zeros(3, 3, 4, 8))
+    assert torch_speed._in_memory_order(*mixed) == mixed
