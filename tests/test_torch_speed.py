@@ -182,3 +182,26 @@ def test_adam_updates_kernels_in_their_memory_order():
     assert views[0].shape == (8, 3, 3, 4)
     mixed = (kernel, torch.zeros(3, 3, 4, 8))
     assert torch_speed._in_memory_order(*mixed) == mixed
+
+
+@pytest.mark.parametrize("options", [
+    dict(kernel_size=3, strides=2, padding="same"),  # even input: PyTorch needs an explicit asymmetric pad
+    dict(kernel_size=3, dilation_rate=2, padding="same", activation="relu"),
+    dict(kernel_size=(1, 3), groups=2, padding="valid"),
+])
+def test_conv_with_its_bias_in_the_kernel_agrees_with_stock_keras(stock_then_fast, options):
+    import torch
+
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
+
+    def run():
+        keras.utils.set_random_seed(2)
+        layer = keras.layers.Conv2D(6, bias_initializer="random_normal", **options)
+        inputs = torch.tensor(x, requires_grad=True)
+        outputs = layer(inputs)
+        outputs.square().sum().backward()
+        return outputs.detach().numpy(), inputs.grad.numpy(), layer.bias.value.grad.numpy(), layer.kernel.value.grad.numpy()
+
+    stock, fast = stock_then_fast(run)
+    for f, s in zip(fast, stock):
+        np.testing.assert_allclose(f, s, rtol=1e-4, atol=1e-5)

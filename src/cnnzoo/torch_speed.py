@@ -21,6 +21,9 @@ spending its extra time, against a plain PyTorch loop, in two places:
    every weight (100 MB each for ResNet-50) per step: 110-160 ms a step on one core where
    PyTorch's fused Adam kernel, one pass, takes 15-30 ms. Keras' Adam is PyTorch's with
    epsilon divided by sqrt(1 - beta_2^t), so the fused kernel computes the same update.
+5. Conv bias added after the convolution, as a separate pass over every output (and a
+   reduction in backward); PyTorch's convolution adds it inside the kernel. The course's
+   ResNet-50 has a bias on all 53 convolutions.
 
 `apply()` installs them when the backend is PyTorch; the results agree with stock Keras to
 float32 rounding (tests/test_torch_speed.py). Saved models are unaffected: only the
@@ -62,6 +65,7 @@ def apply() -> bool:
     stock_transpose = torch_nn._transpose_spatial_inputs
     stock_call = BatchNormalization.call
     stock_build = BaseConv.build
+    stock_conv_call = BaseConv.call
     stock_slot = BaseOptimizer.add_variable_from_reference
     stock_adam = torch_adam.Adam._parallel_update_step
     fused_dtypes = {torch.float32, torch.float16, torch.bfloat16}  # what PyTorch's fused Adam takes
@@ -84,6 +88,12 @@ def apply() -> bool:
         if self._kernel.ndim in memory_formats:
             _store_as_torch_kernel(self._kernel.value)
 
+    def conv_call(self, inputs):
+        if not (self.use_bias and self.rank == 2 and self.data_format == "channels_last" and not self.lora_enabled):
+            return stock_conv_call(self, inputs)
+        outputs = _conv2d_with_bias(self, inputs)
+        return self.activation(outputs) if self.activation is not None else outputs
+
     def add_variable_from_reference(self, reference_variable, *args, **kwargs):
         """An optimizer slot (momentum, velocity) in the same memory layout as its weight."""
         slot = stock_slot(self, reference_variable, *args, **kwargs)
@@ -99,6 +109,7 @@ def apply() -> bool:
 
     for owner, name, value in ((torch_nn, "_transpose_spatial_inputs", transpose_spatial_inputs),
                                (BatchNormalization, "call", call), (BaseConv, "build", build),
+                               (BaseConv, "call", conv_call),
                                (BaseOptimizer, "add_variable_from_reference", add_variable_from_reference),
                                (torch_adam.Adam, "_parallel_update_step", adam_update_step)):
         _originals.append((owner, name, getattr(owner, name)))
@@ -181,3 +192,21 @@ def _in_memory_order(*tensors):
     order = sorted(range(first.ndim), key=lambda d: -first.stride(d))
     views = tuple(t.permute(order) for t in tensors)
     return views if views[0].is_contiguous() else tensors
+
+
+def _conv2d_with_bias(layer, inputs):
+    """Keras' channels_last Conv2D on PyTorch (keras.src.backend.torch.nn.conv), with the bias
+    passed to the convolution instead of added afterwards."""
+    import torch
+    from keras.src.backend.torch import nn as torch_nn
+    from keras.src.backend.torch.core import convert_to_tensor
+
+    x = torch_nn._transpose_spatial_inputs(convert_to_tensor(inputs))  # a channels_last view (fix 1)
+    kernel = torch_nn._maybe_convert_to_channels_last(torch_nn._transpose_conv_kernel(convert_to_tensor(layer.kernel)))
+    strides, dilation = tuple(layer.strides), tuple(layer.dilation_rate)
+    padding = 0
+    if layer.padding == "same":
+        x, padding = torch_nn._apply_same_padding(x, kernel.shape[2:], strides, "channels_last", "conv", dilation)
+    outputs = torch.nn.functional.conv2d(x, kernel, convert_to_tensor(layer.bias), stride=strides, padding=padding,
+                                         dilation=dilation, groups=x.shape[1] // kernel.shape[1])
+    return outputs.permute(0, 2, 3, 1)
