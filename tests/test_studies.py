@@ -84,3 +84,22 @@ def test_cnnzoo_study_runs_a_study_and_refuses_unknown_names(tmp_path):
     result = runner.invoke(app, ["study", "depth"])
     assert result.exit_code == 2
     assert "Unknown study 'depth': choose one of degradation, bottleneck, transfer, leaderboard." in result.stderr
+
+
+def test_augment_ablation_has_a_row_per_augmentation_and_per_test_time_choice(tmp_path):
+    spec = importlib.util.spec_from_file_location("augment_ablation", EXPERIMENTS / "augment_ablation.py")
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    ablation.main(["--datasets", "signs", "--seeds", "1", "--epochs", "1", "--train-fraction", "0.05",
+                   "--docs", str(tmp_path / "docs"), "--runs", str(tmp_path / "runs")])
+    text = (tmp_path / "docs" / "RESULTS.md").read_text()
+    section = re.search("<!-- augment_ablation:start -->(.*)<!-- augment_ablation:end -->", text, re.S).group(1)
+    assert "`python experiments/augment_ablation.py --seeds 1 --epochs 1 --train-fraction 0.05 --datasets signs`" in section
+    labels = [row.split(" | ")[1] for row in table_rows(section)]
+    assert labels == ["augmentation: none", "augmentation: mirror", "augmentation: shift (the default)",
+                      "augmentation: crop", "augmentation: resized-crop", "augmentation: color", "augmentation: pca",
+                      "augmentation: rotate", "augmentation: all",
+                      "all + 10-crop testing", "all + ensemble of the 1 seeds' models", "all + 10-crop + ensemble",
+                      "default (shift) + 10-crop testing", "default (shift) + ensemble of the 1 seeds' models",
+                      "default (shift) + 10-crop + ensemble"]
+    assert len(list((tmp_path / "runs" / "ablation").iterdir())) == 9  # the default is the shift row's runs
