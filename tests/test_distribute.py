@@ -49,6 +49,12 @@ SCRIPT = textwrap.dedent("""
     result["loss"] = [json.loads((root / f"run{d}" / "metrics.json").read_text())["test"]["loss"] for d in "12"]
     result["steps"] = [int(keras.ops.convert_to_numpy(m.optimizer.iterations)) for m in (one, two)]
     result["files"] = sorted(p.name for p in (root / "run2").iterdir())
+    # Decoding the folder per batch in background threads (--stream) feeds the same batches.
+    train(TrainConfig("happy", dataset, epochs=2, batch_size=8, seed=3, devices="2", validation=0.0, stream=True,
+                      out=str(root / "stream2")), verbose=0)
+    streamed = keras.saving.load_model(root / "stream2" / "last.keras")
+    result["stream_difference"] = max(float(np.max(np.abs(a - b))) for a, b in zip(streamed.get_weights(),
+                                                                                    two.get_weights()))
     try:
         train(TrainConfig("happy", dataset, epochs=1, batch_size=7, devices="2", out=str(root / "odd")), verbose=0)
     except UserError as error:
@@ -89,6 +95,10 @@ def test_data_parallel_reaches_the_single_device_weights(jax_two_devices):
     assert jax_two_devices["relative_difference"] < 1e-3
     assert jax_two_devices["max_weight_difference"] < 1e-3
     assert jax_two_devices["loss"][0] == pytest.approx(jax_two_devices["loss"][1], rel=1e-3)
+
+
+def test_data_parallel_streamed_from_files_trains_as_from_the_cache(jax_two_devices):
+    assert jax_two_devices["stream_difference"] < 1e-6
 
 
 def test_data_parallel_validates_on_a_batch_that_does_not_split_evenly(jax_two_devices):
