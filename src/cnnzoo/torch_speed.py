@@ -1,7 +1,7 @@
-"""Three fixes to Keras 3's PyTorch backend that make CNN training faster on a CPU.
+"""Five fixes to Keras 3's PyTorch backend that make CNN training 1.3-2.8x faster on a CPU.
 
 Profiling ResNet-50 and HappyModel training (docs/PERFORMANCE.md) showed Keras 3.15
-spending its extra time, against a plain PyTorch loop, in two places:
+spending its extra time, against a plain PyTorch loop, in these places:
 
 1. Layout copies. Conv and pooling permute NHWC inputs to NCHW and then call a plain
    `.contiguous()`, a full strided copy of every activation, which conv then copies back
@@ -16,7 +16,7 @@ spending its extra time, against a plain PyTorch loop, in two places:
    copied every kernel into that layout, got its gradient back strided, and ran the
    optimizer's elementwise updates on mismatched layouts. Storing each conv kernel (and the
    optimizer's slots for it) in PyTorch's layout, behind the same (H, W, in, out) shape,
-   removes all three: a ResNet-50 step is about 15% faster.
+   removes all three.
 4. Adam written as ten separate list operations, five of them allocating a new copy of
    every weight (100 MB each for ResNet-50) per step: 110-160 ms a step on one core where
    PyTorch's fused Adam kernel, one pass, takes 15-30 ms. Keras' Adam is PyTorch's with
@@ -24,6 +24,9 @@ spending its extra time, against a plain PyTorch loop, in two places:
 5. Conv bias added after the convolution, as a separate pass over every output (and a
    reduction in backward); PyTorch's convolution adds it inside the kernel. The course's
    ResNet-50 has a bias on all 53 convolutions.
+
+Fixes 3-5 together took a ResNet-50 training step (64x64, batch 32, 2 cores) from 712 to
+535 ms, against plain PyTorch's 499 (docs/PERFORMANCE.md).
 
 `apply()` installs them when the backend is PyTorch; the results agree with stock Keras to
 float32 rounding (tests/test_torch_speed.py). Saved models are unaffected: only the
