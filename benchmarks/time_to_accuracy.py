@@ -19,6 +19,8 @@ import math
 import tempfile
 import time
 
+import cnnzoo  # noqa: F401  (selects the Keras backend before anything imports keras)
+
 TARGET = ("resnet50", "signs", 0.97)
 
 
@@ -87,7 +89,6 @@ def child_cnnzoo(model: str, dataset: str, target: float, epochs: int | None = N
 
 
 def child_keras(model: str, dataset: str, target: float, epochs: int | None = None) -> dict:
-    import cnnzoo  # noqa: F401  (selects the backend as a user gets it)
     import keras
 
     from cnnzoo.models import model_info

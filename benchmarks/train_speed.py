@@ -247,6 +247,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="time-to-accuracy: at most this many epochs (smoke runs); "
                         "default: the model's recipe")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks-train.md")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the other cases of the existing table (its .json) and rerun only --cases")
     parser.add_argument("--child", nargs=2, metavar=("PEER", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -262,10 +264,15 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    results = {}
-    for case in args.cases:
+    command = f"python benchmarks/train_speed.py --cases {' '.join(args.cases)} --steps {args.steps} --warmup {args.warmup}"
+    command += (f" --epochs {args.epochs}" if args.epochs else "") + (" --update" if args.update else "")
+    stamp = datetime.date.today().isoformat()
+    previous = json.loads(args.out.with_suffix(".json").read_text()) if args.update else {}
+    results, commands = previous.get("results", {}), previous.get("commands", {})
+    for case in args.cases:  # every peer of a case in the same run
         results[case] = {p: (measure(p, case, args.steps, args.warmup, args.epochs) if p in args.peers else {})
                          for p in PEERS}
+        commands[case] = f"`{command}`, {stamp}"
         print(case, json.dumps(results[case]), flush=True)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
     try:
@@ -275,18 +282,22 @@ def main() -> None:
             machine += f", {torch.cuda.get_device_name(0)}"
     except ImportError:
         pass
-    stamp = datetime.date.today().isoformat()
     from cnnzoo import atomic
 
-    atomic.write_json(args.out.with_suffix(".json"), {"machine": machine, "date": stamp, "results": results})
+    if previous and previous.get("machine") != machine:
+        sys.exit(f"--update: the table in {args.out} was measured on {previous.get('machine')}, this is {machine}; "
+                 "rerun every case instead.")
+    atomic.write_json(args.out.with_suffix(".json"), {"machine": machine, "commands": commands, "results": results})
     throughput = {case: r for case, r in results.items() if case in CASES}
     accuracy = {case: r for case, r in results.items() if case in ACCURACY_CASES}
-    command = f"python benchmarks/train_speed.py --cases {' '.join(args.cases)} --steps {args.steps} --warmup {args.warmup}"
-    if args.epochs:
-        command += f" --epochs {args.epochs}"
+    runs = "\n".join(f"- {', '.join(c for c in results if commands.get(c) == run)}: {run}"
+                      for run in dict.fromkeys(commands[c] for c in results))
     sections = [f"""# Training speed: cnnzoo vs plain PyTorch vs naive Keras
 
-`{command}` on {machine}, {stamp}. The peers are described in the script's docstring.
+On {machine}. The peers are described in the script's docstring; all peers of a case ran
+in the same run, one after the other:
+
+{runs}
 """]
     if throughput:
         sections.append(f"""## Throughput and memory

@@ -58,3 +58,17 @@ def test_throughput_peers_report_images_per_second_and_memory():
         assert result["peak_rss_mib"] > 0
     assert "torch fixes" in results["happy-64-b32"]["cnnzoo"]["settings"]
     assert "| happy-64-b32 | 32 |" in train_speed.table(results)
+
+
+def test_the_benchmark_children_select_cnnzoo_s_backend_on_their_own():
+    """train_speed.py runs each peer in a fresh process that imports time_to_accuracy first:
+    without cnnzoo imported before keras, Keras would look for TensorFlow."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    code = "import time_to_accuracy, keras; print(keras.backend.backend())"
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(train_speed.__file__).parent, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "torch"
