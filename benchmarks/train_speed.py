@@ -6,7 +6,7 @@ naive Keras, side by side.
 Peers, each in its own process (a Keras backend is fixed per process), on synthetic data of
 the right shape:
   (a) cnnzoo as `cnnzoo train` runs it: default backend and precision, uint8 pixels scaled
-      inside the model, the recipe's augmentation, `fit` on cnnzoo's batches;
+      inside the model, `fit` on cnnzoo's batches, no augmentation (equal work with (b) and (c));
   (b) plain PyTorch (benchmarks/torch_reference.py, same layers): an idiomatic loop,
       channels_last; on a GPU also bf16 autocast and torch.compile, the best one reported;
   (c) the course's Keras code as a naive user runs it in Keras 3: stock Keras (no cnnzoo
