@@ -21,9 +21,6 @@ import time
 
 import cnnzoo  # noqa: F401  (selects the Keras backend before anything imports keras)
 
-TARGET = ("resnet50", "signs", 0.97)
-
-
 def _data(model: str, dataset: str):
     """The dataset at the model's input size, split as `cnnzoo train` splits it."""
     from cnnzoo.datasets import load
@@ -142,13 +139,13 @@ def child_torch(model: str, dataset: str, target: float, epochs: int | None = No
     curve, start, paused = [], time.perf_counter(), 0.0
     for epoch in range(epochs):
         net.train()
-        for index in torch.from_numpy(rng.permutation(len(train_y))).split(recipe.batch_size):
-            padded = torch.nn.functional.pad(train_x[index.to(device)], (pad,) * 4, mode="replicate")
+        for index in torch.from_numpy(rng.permutation(len(train_y))).to(device).split(recipe.batch_size):
+            padded = torch.nn.functional.pad(train_x[index], (pad,) * 4, mode="replicate")
             dy, dx = rng.integers(0, 2 * pad + 1, (2, len(index)))
             images = torch.stack([padded[i, :, y:y + side, x:x + side] for i, (y, x) in enumerate(zip(dy, dx))])
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(**autocast):
-                loss = torch.nn.functional.cross_entropy(net(images), train_y[index.to(device)])
+                loss = torch.nn.functional.cross_entropy(net(images), train_y[index])
             loss.backward()
             optimizer.step()
             schedule.step()

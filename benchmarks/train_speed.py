@@ -268,12 +268,6 @@ def main() -> None:
     command += (f" --epochs {args.epochs}" if args.epochs else "") + (" --update" if args.update else "")
     stamp = datetime.date.today().isoformat()
     previous = json.loads(args.out.with_suffix(".json").read_text()) if args.update else {}
-    results, commands = previous.get("results", {}), previous.get("commands", {})
-    for case in args.cases:  # every peer of a case in the same run
-        results[case] = {p: (measure(p, case, args.steps, args.warmup, args.epochs) if p in args.peers else {})
-                         for p in PEERS}
-        commands[case] = f"`{command}`, {stamp}"
-        print(case, json.dumps(results[case]), flush=True)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
     try:
         import torch
@@ -282,11 +276,17 @@ def main() -> None:
             machine += f", {torch.cuda.get_device_name(0)}"
     except ImportError:
         pass
-    from cnnzoo import atomic
-
     if previous and previous.get("machine") != machine:
         sys.exit(f"--update: the table in {args.out} was measured on {previous.get('machine')}, this is {machine}; "
                  "rerun every case instead.")
+    results, commands = previous.get("results", {}), previous.get("commands", {})
+    for case in args.cases:  # every peer of a case in the same run
+        results[case] = {p: (measure(p, case, args.steps, args.warmup, args.epochs) if p in args.peers else {})
+                         for p in PEERS}
+        commands[case] = f"`{command}`, {stamp}"
+        print(case, json.dumps(results[case]), flush=True)
+    from cnnzoo import atomic
+
     atomic.write_json(args.out.with_suffix(".json"), {"machine": machine, "commands": commands, "results": results})
     throughput = {case: r for case, r in results.items() if case in CASES}
     accuracy = {case: r for case, r in results.items() if case in ACCURACY_CASES}
