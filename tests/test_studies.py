@@ -14,11 +14,16 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def study(name):
-    spec = importlib.util.spec_from_file_location(f"study_{name}", EXPERIMENTS / f"study_{name}.py")
+def script(name):
+    """experiments/NAME.py as a module (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def study(name):
+    return script(f"study_{name}")
 
 
 pytestmark = pytest.mark.usefixtures("private_cache")  # conftest.py: a fresh $CNNZOO_HOME
@@ -87,10 +92,7 @@ def test_cnnzoo_study_runs_a_study_and_refuses_unknown_names(tmp_path):
 
 
 def test_augment_ablation_has_a_row_per_augmentation_and_per_test_time_choice(tmp_path):
-    spec = importlib.util.spec_from_file_location("augment_ablation", EXPERIMENTS / "augment_ablation.py")
-    ablation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablation)
-    ablation.main(["--datasets", "signs", "--seeds", "1", "--epochs", "1", "--train-fraction", "0.05",
+    script("augment_ablation").main(["--datasets", "signs", "--seeds", "1", "--epochs", "1", "--train-fraction", "0.05",
                    "--docs", str(tmp_path / "docs"), "--runs", str(tmp_path / "runs")])
     text = (tmp_path / "docs" / "RESULTS.md").read_text()
     section = re.search("<!-- augment_ablation:start -->(.*)<!-- augment_ablation:end -->", text, re.S).group(1)
