@@ -45,14 +45,21 @@ def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:
 LATER_FIELDS = {"image_size": None, "init": None, "freeze": False, "train_fraction": 1.0, "stream": False}
 
 
-def train_or_reuse(config, folder: str, runs: Path = ROOT / "runs", *, reuse_only: bool = False) -> dict | None:
+def train_or_reuse(config, folder: str, runs: Path = ROOT / "runs", *, reuse_only: bool = False,
+                   record: Path | None = None) -> dict | None:
     """metrics.json of `config` trained under runs/FOLDER/, reusing (or resuming) a run with
     exactly these settings: the folder name carries a hash of the resolved config and recipe.
-    `reuse_only`: None instead of training when no finished run exists."""
+    `reuse_only`: None instead of training when no finished run exists.
+
+    `record`: a committed folder of finished runs' metrics (RECORD/FOLDER/RUN.json). A run
+    recorded there counts as finished even when its folder is gone, so a table that needs only
+    metrics keeps the runs of earlier sessions and other machines (a lent GPU); every finished
+    run is recorded."""
     import dataclasses
     import hashlib
     import json
 
+    from cnnzoo import atomic
     from cnnzoo.train import recipe_for, train
 
     config = config.resolved()
@@ -62,11 +69,19 @@ def train_or_reuse(config, folder: str, runs: Path = ROOT / "runs", *, reuse_onl
             del settings[field]
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     out = Path(runs) / folder / f"{config.model}-{config.dataset}-{digest}-s{config.seed}"
+    recorded = Path(record) / folder / f"{out.name}.json" if record else None
     if (out / "metrics.json").exists():
-        return json.loads((out / "metrics.json").read_text())
-    if reuse_only:
+        metrics = json.loads((out / "metrics.json").read_text())
+    elif recorded and recorded.exists():
+        return json.loads(recorded.read_text())
+    elif reuse_only:
         return None
-    return train(dataclasses.replace(config, out=str(out)), resume=(out / "config.json").exists(), verbose=2)
+    else:
+        metrics = train(dataclasses.replace(config, out=str(out)), resume=(out / "config.json").exists(), verbose=2)
+    if recorded and not recorded.exists():
+        recorded.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(recorded, metrics)
+    return metrics
 
 
 def study_parser(doc: str, seeds: int = 1):

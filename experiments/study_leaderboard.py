@@ -12,7 +12,9 @@ parameters and GMACs at that input, training time per run, test accuracy over th
 
 Only the networks named by --models (default: all) are trained; the table lists every zoo
 network and shows the finished runs of the others, so the board fills in over several
-sessions. Runs live in runs/experiments/ and are shared with experiments/train_targets.py.
+sessions and machines: each finished run's metrics.json is recorded in docs/runs/experiments/
+(committed; the run folders in runs/experiments/ are not), and a recorded run is not trained
+again. Runs are shared with experiments/train_targets.py.
 Writes docs/STUDIES.md (section leaderboard) and docs/figures/leaderboard.png.
 """
 
@@ -66,6 +68,15 @@ def cost(name: str, dataset: str) -> tuple[int, int, str]:
     return model.count_params(), total_macs(model), "x".join(map(str, shape))
 
 
+def train_time(runs: list[dict]) -> str:
+    """Mean training time per run, naming any GPU it ran on (recorded runs come from any machine)."""
+    if not runs:
+        return "—"
+    gpus = sorted({d for m in runs for d in m["devices"] if not d.startswith("cpu")})
+    minutes = f"{statistics.mean(m['wall_time_s'] for m in runs) / 60:.1f} min"
+    return f"{minutes} on {', '.join(gpus)}" if gpus else minutes
+
+
 def plot(rows: list[dict], path: Path) -> None:
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(8, 5))
@@ -102,14 +113,13 @@ def main(argv=None) -> None:
         for name in args.board or zoo():
             # Train --seeds runs of the --models; show every finished seed of every network.
             found = [train_or_reuse(config(name, dataset, seed, args), "experiments", args.runs,
-                                    reuse_only=name not in train_now or seed >= args.seeds)
+                                    reuse_only=name not in train_now or seed >= args.seeds, record=args.docs / "runs")
                      for seed in range(max(args.seeds, SEEDS_SHOWN))]
             found = [m for m in found if m is not None]
             params, macs, shape = cost(name, dataset)
             accuracies = [m["test"]["accuracy"] for m in found]
             rows.append({"name": name, "dataset": dataset, "runs": found, "params": params, "macs": macs,
-                         "shape": shape, "mean": statistics.mean(accuracies) if found else None,
-                         "time": statistics.mean(m["wall_time_s"] for m in found) if found else None})
+                         "shape": shape, "mean": statistics.mean(accuracies) if found else None})
     figure = args.docs / "figures" / "leaderboard.png"
     plot(rows, figure)
     lines = ["| dataset | network | input | parameters | GMACs | test accuracy (seeds) | train time per run |",
@@ -117,9 +127,8 @@ def main(argv=None) -> None:
     for r in sorted(rows, key=lambda r: (args.datasets.index(r["dataset"]), r["mean"] is None, -(r["mean"] or 0))):
         accuracy = f"{mean_sd(m['test']['accuracy'] for m in r['runs'])} ({len(r['runs'])})" if r["runs"] else \
             "not trained yet"
-        time = f"{r['time'] / 60:.1f} min" if r["runs"] else "—"
         lines.append(f"| {r['dataset']} | `{r['name']}` | {r['shape']} | {r['params']:,} | {r['macs'] / 1e9:.3g} | "
-                     f"{accuracy} | {time} |")
+                     f"{accuracy} | {train_time(r['runs'])} |")
     write_section("leaderboard", f"""
 ## 4. Leaderboard
 
@@ -129,8 +138,10 @@ Every zoo network with its default recipe (`cnnzoo train NAME --dataset DATASET`
 RECIPES](../src/cnnzoo/train.py)) at the smaller of its default input and the data's 64x64
 (never below its smallest input; LeNet-5 reads 32x32 grey). Parameters and GMACs at that input
 and the dataset's classes; test accuracy on the dataset's test split, best epoch chosen on
-validation; training time per run on this machine. "Not trained yet" marks the networks this
-CPU has not had the hours for; `--models NAME ...` trains them and the table fills in.
+validation; training time per run, on the CPU named above unless a GPU is named. Every finished
+run is recorded in [runs/](runs/) (its metrics.json), so the table keeps the runs of earlier
+sessions and other machines. "Not trained yet" marks the networks no machine has had the hours
+for yet; `--models NAME ...` trains them and the table fills in.
 
 {chr(10).join(lines)}
 

@@ -8,7 +8,8 @@
     python experiments/train_targets.py [--seeds 3] [--only resnet50]
 
 Writes the table into docs/RESULTS.md (section train_targets) and keeps the runs in
-runs/experiments/; a run whose settings have not changed is reused, not retrained.
+runs/experiments/, each finished run's metrics.json also in docs/runs/experiments/
+(committed); a run whose settings have not changed is reused, not retrained.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cnnzoo  # noqa: E402,F401  (selects the backend)
-from common import machine, train_or_reuse, write_section  # noqa: E402
+from common import ROOT, machine, train_or_reuse, write_section  # noqa: E402
 
 from cnnzoo.train import TrainConfig  # noqa: E402
 
@@ -43,7 +44,8 @@ STUDIES = [
 def run_study(label, model, dataset, target, overrides, seeds) -> dict:
     results = []
     for seed in range(seeds):
-        metrics = train_or_reuse(TrainConfig(model, dataset, seed=seed, **overrides), "experiments")
+        metrics = train_or_reuse(TrainConfig(model, dataset, seed=seed, **overrides), "experiments",
+                                 record=ROOT / "docs" / "runs")
         results.append(metrics)
         print(f"{label} seed {seed}: test accuracy {metrics['test']['accuracy']:.2%}, "
               f"{metrics['wall_time_s']:.0f} s", flush=True)

@@ -2,7 +2,9 @@
 code path trains, writes its section of STUDIES.md and its figure, and `cnnzoo study` runs it."""
 
 import importlib.util
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,19 @@ def test_leaderboard_trains_the_named_networks_and_lists_the_rest(tmp_path):
     trained, waiting = table_rows(section)
     assert re.match(r"\| signs \| `lenet5` \| 32x32x1 \| 61,366 \| 0.000422 \| \d+\.\d% \(1\) \| \d+\.\d min \|", trained)
     assert waiting == "| signs | `happy` | 64x64x3 | 201,478 | 0.0196 | not trained yet | — |"
+
+
+def test_the_leaderboard_keeps_recorded_runs_whose_folders_are_gone(tmp_path):
+    first = run("leaderboard", tmp_path, "--models", "lenet5", "--board", "lenet5", "--datasets", "signs",
+                "--train-fraction", 0.1)
+    [record] = (tmp_path / "docs" / "runs" / "experiments").iterdir()
+    assert record.name.startswith("lenet5-signs-") and record.name.endswith("-s0.json")
+    assert json.loads(record.read_text())["test"]["images"] == 107
+    shutil.rmtree(tmp_path / "runs")  # a new checkout: the run folders are gone, the record is not
+    again = run("leaderboard", tmp_path, "--models", "lenet5", "--board", "lenet5", "--datasets", "signs",
+                "--train-fraction", 0.1)
+    assert table_rows(again) == table_rows(first)
+    assert not (tmp_path / "runs").exists()  # nothing was trained again
 
 
 def test_cnnzoo_study_runs_a_study_and_refuses_unknown_names(tmp_path):
