@@ -1,6 +1,7 @@
 """The speed benchmark's peers do equal work and report in the documented format (tiny
 budgets here; the figures themselves come from benchmarks/train_speed.py, not from tests)."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from cnnzoo.models import model_info
 from imagefolders import make_folder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import data_workers  # noqa: E402
 import time_to_accuracy  # noqa: E402
 import train_speed  # noqa: E402
 
@@ -72,3 +74,16 @@ def test_the_benchmark_children_select_cnnzoo_s_backend_on_their_own():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-1] == "torch"
+
+
+def test_the_data_workers_benchmark_times_each_way_and_a_device_that_needs_no_host_cpu(tmp_path):
+    output = tmp_path / "workers.md"
+    data_workers.main(["--images", "48", "--source-size", "64", "--epochs", "2", "--models", "lenet5_modern",
+                       "--device-ms", "5", "-o", str(output)])
+    report = json.loads(output.with_suffix(".json").read_text())
+    rows = [(r["model"], r["mode"]) for r in report["results"]]
+    assert rows == [(model, mode) for model in ("lenet5_modern", "device_probe + 5 ms device")
+                    for mode in ("arrays", "serial", "workers")]
+    assert all(r["steps_measured"] > 0 and r["images_per_s"] > 0 for r in report["results"])
+    assert all(r["step_ms_median"] >= 5 for r in report["results"][3:])  # the simulated device's time
+    assert "| device_probe + 5 ms device | workers |" in output.read_text()
