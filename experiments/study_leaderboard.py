@@ -20,6 +20,7 @@ Writes docs/STUDIES.md (section leaderboard) and docs/figures/leaderboard.png.
 
 from __future__ import annotations
 
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -40,6 +41,7 @@ from cnnzoo.train import TrainConfig, output_units  # noqa: E402
 DATASETS = ("signs", "smiles")
 SMALLEST_INPUT = {"alexnet": 67}  # the networks whose pooling needs more than 64x64
 SEEDS_SHOWN = 5  # finished runs of seeds 0..4 count, whoever trained them
+EARLIER = "†"  # marks a row carried from the table as last written (see earlier_rows)
 
 
 def zoo() -> list[str]:
@@ -68,6 +70,22 @@ def cost(name: str, dataset: str) -> tuple[int, int, str]:
     return model.count_params(), total_macs(model), "x".join(map(str, shape))
 
 
+def earlier_rows(studies: Path) -> dict:
+    """(dataset, network) -> (accuracy cell, time cell, mean accuracy) of the table as last
+    written, for networks measured before finished runs were recorded in docs/runs/: their run
+    folders are gone, and the table is the only record of them until they are trained again."""
+    text = studies.read_text() if studies.exists() else ""
+    section = re.search(r"<!-- leaderboard:start -->(.*?)<!-- leaderboard:end -->", text, re.S)
+    rows = {}
+    for line in section.group(1).splitlines() if section else []:
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        measured = re.match(r"(\d+\.\d)% .*\(\d+\)", cells[5]) if len(cells) == 7 else None
+        if measured:
+            accuracy = cells[5].removesuffix(EARLIER).strip()
+            rows[cells[0], cells[1].strip("`")] = (accuracy, cells[6], float(measured.group(1)) / 100)
+    return rows
+
+
 def train_time(runs: list[dict]) -> str:
     """Mean training time per run, naming any GPU it ran on (recorded runs come from any machine)."""
     if not runs:
@@ -81,7 +99,7 @@ def plot(rows: list[dict], path: Path) -> None:
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(8, 5))
     for dataset, marker in zip(DATASETS, "os"):
-        done = [r for r in rows if r["dataset"] == dataset and r["runs"]]
+        done = [r for r in rows if r["dataset"] == dataset and r["mean"] is not None]
         if not done:
             continue
         axis.scatter([r["macs"] / 1e9 for r in done], [100 * r["mean"] for r in done], marker=marker, label=dataset)
@@ -108,6 +126,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     defaults = vars(parser.parse_args([]))
     train_now = set(zoo() if args.models is None else args.models)
+    earlier = earlier_rows(args.docs / "STUDIES.md")
     rows = []
     for dataset in args.datasets:
         for name in args.board or zoo():
@@ -118,17 +137,24 @@ def main(argv=None) -> None:
             found = [m for m in found if m is not None]
             params, macs, shape = cost(name, dataset)
             accuracies = [m["test"]["accuracy"] for m in found]
-            rows.append({"name": name, "dataset": dataset, "runs": found, "params": params, "macs": macs,
-                         "shape": shape, "mean": statistics.mean(accuracies) if found else None})
+            row = {"name": name, "dataset": dataset, "runs": found, "params": params, "macs": macs, "shape": shape,
+                   "mean": statistics.mean(accuracies) if found else None}
+            if found:
+                row["cells"] = f"{mean_sd(accuracies)} ({len(found)})", train_time(found)
+            elif (dataset, name) in earlier:
+                accuracy, time, row["mean"] = earlier[dataset, name]
+                row["cells"] = f"{accuracy} {EARLIER}", time
+            else:
+                row["cells"] = "not trained yet", "—"
+            rows.append(row)
     figure = args.docs / "figures" / "leaderboard.png"
     plot(rows, figure)
     lines = ["| dataset | network | input | parameters | GMACs | test accuracy (seeds) | train time per run |",
              "| --- | --- | --- | ---: | ---: | --- | ---: |"]
     for r in sorted(rows, key=lambda r: (args.datasets.index(r["dataset"]), r["mean"] is None, -(r["mean"] or 0))):
-        accuracy = f"{mean_sd(m['test']['accuracy'] for m in r['runs'])} ({len(r['runs'])})" if r["runs"] else \
-            "not trained yet"
+        accuracy, time = r["cells"]
         lines.append(f"| {r['dataset']} | `{r['name']}` | {r['shape']} | {r['params']:,} | {r['macs'] / 1e9:.3g} | "
-                     f"{accuracy} | {train_time(r['runs'])} |")
+                     f"{accuracy} | {time} |")
     write_section("leaderboard", f"""
 ## 4. Leaderboard
 
@@ -140,12 +166,15 @@ RECIPES](../src/cnnzoo/train.py)) at the smaller of its default input and the da
 and the dataset's classes; test accuracy on the dataset's test split, best epoch chosen on
 validation; training time per run, on the CPU named above unless a GPU is named. Every finished
 run is recorded in [runs/](runs/) (its metrics.json), so the table keeps the runs of earlier
-sessions and other machines. "Not trained yet" marks the networks no machine has had the hours
-for yet; `--models NAME ...` trains them and the table fills in.
+sessions and other machines. {EARLIER} marks figures measured before runs were recorded (on this
+machine kind, 2026-11-25), carried from the table as then written; `--models NAME` trains
+and records them again. "Not trained yet" marks the networks no machine has had the hours for
+yet; `--models NAME ...` trains them and the table fills in.
 
 {chr(10).join(lines)}
 
-Time: {total_training(m for r in rows for m in r['runs'])} (a rerun reuses finished runs).
+Time: {total_training(m for r in rows for m in r['runs'])} ({EARLIER} rows not counted; a rerun reuses
+finished runs).
 
 ![accuracy vs GMACs](figures/leaderboard.png)
 """, args.docs / "STUDIES.md")

@@ -94,6 +94,24 @@ def test_the_leaderboard_keeps_recorded_runs_whose_folders_are_gone(tmp_path):
     assert not (tmp_path / "runs").exists()  # nothing was trained again
 
 
+def test_the_leaderboard_carries_rows_measured_before_runs_were_recorded(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "STUDIES.md").write_text(
+        "<!-- leaderboard:start -->\n| dataset | network | input | parameters | GMACs | test accuracy (seeds) | "
+        "train time per run |\n| --- | --- | --- | ---: | ---: | --- | ---: |\n"
+        "| signs | `happy` | 64x64x3 | 201,478 | 0.0196 | 52.0% ± 5.5% (3) | 1.4 min |\n"
+        "| signs | `lenet5` | 32x32x1 | 61,366 | 0.000422 | 82.2% ± 0.8% (3) | 0.4 min |\n"
+        "| signs | `alexnet` | 67x67x3 | 21,605,766 | 0.0838 | not trained yet | — |\n<!-- leaderboard:end -->\n")
+    section = run("leaderboard", tmp_path, "--models", "lenet5", "--board", "lenet5", "happy", "alexnet",
+                  "--datasets", "signs", "--train-fraction", 0.1)
+    carried, trained, waiting = table_rows(section)  # by accuracy: 52% above one epoch on 10% of the data
+    assert re.match(r"\| signs \| `lenet5` \| .* \| \d+\.\d% \(1\) \| \d+\.\d min \|$", trained)  # the record wins
+    assert carried == "| signs | `happy` | 64x64x3 | 201,478 | 0.0196 | 52.0% ± 5.5% (3) † | 1.4 min |"
+    assert waiting.endswith("| not trained yet | — |")
+    again = run("leaderboard", tmp_path, "--models", "--board", "happy", "--datasets", "signs")
+    assert table_rows(again) == [carried]  # carried once more, not marked twice
+
+
 def test_cnnzoo_study_runs_a_study_and_refuses_unknown_names(tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["study", "leaderboard", "--models", "lenet5", "--board", "lenet5", "--datasets",
