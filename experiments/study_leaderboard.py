@@ -10,8 +10,8 @@ parameters and GMACs at that input, training time per run, test accuracy over th
         [--board NAME ...]
     cnnzoo study leaderboard ...
 
-Only the networks named by --models (default: all) are trained; the table lists every zoo
-network and shows the finished runs of the others, so the board fills in over several
+Only the networks named by --models (default: all) are trained, on the --datasets (default:
+both); the table lists every zoo network on both datasets and shows the finished runs of the others, so the board fills in over several
 sessions and machines: each finished run's metrics.json is recorded in docs/runs/experiments/
 (committed; the run folders in runs/experiments/ are not), and a recorded run is not trained
 again. Runs are shared with experiments/train_targets.py.
@@ -122,17 +122,19 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="*", default=None,
                         help="networks to train (default: all; none named: only rebuild the table)")
     parser.add_argument("--board", nargs="+", default=None, help="networks in the table (default: all)")
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS,
+                        help="train the --models on these (the table lists every dataset)")
     args = parser.parse_args(argv)
     defaults = vars(parser.parse_args([]))
     train_now = set(zoo() if args.models is None else args.models)
     earlier = earlier_rows(args.docs / "STUDIES.md")
     rows = []
-    for dataset in args.datasets:
+    for dataset in DATASETS:
         for name in args.board or zoo():
-            # Train --seeds runs of the --models; show every finished seed of every network.
+            # Train --seeds runs of the --models on the --datasets; show every finished seed of every network.
+            train = name in train_now and dataset in args.datasets
             found = [train_or_reuse(config(name, dataset, seed, args), "experiments", args.runs,
-                                    reuse_only=name not in train_now or seed >= args.seeds, record=args.docs / "runs")
+                                    reuse_only=not train or seed >= args.seeds, record=args.docs / "runs")
                      for seed in range(max(args.seeds, SEEDS_SHOWN))]
             found = [m for m in found if m is not None]
             params, macs, shape = cost(name, dataset)
@@ -151,7 +153,7 @@ def main(argv=None) -> None:
     plot(rows, figure)
     lines = ["| dataset | network | input | parameters | GMACs | test accuracy (seeds) | train time per run |",
              "| --- | --- | --- | ---: | ---: | --- | ---: |"]
-    for r in sorted(rows, key=lambda r: (args.datasets.index(r["dataset"]), r["mean"] is None, -(r["mean"] or 0))):
+    for r in sorted(rows, key=lambda r: (DATASETS.index(r["dataset"]), r["mean"] is None, -(r["mean"] or 0))):
         accuracy, time = r["cells"]
         lines.append(f"| {r['dataset']} | `{r['name']}` | {r['shape']} | {r['params']:,} | {r['macs'] / 1e9:.3g} | "
                      f"{accuracy} | {time} |")
