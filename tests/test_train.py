@@ -201,12 +201,30 @@ def test_predict_sigmoid_prints_probability_of_the_positive_class(sigmoid_run, f
 
 
 def test_evaluate_a_run_on_its_own_dataset(softmax_run, tmp_path):
-    picture = tmp_path / "cm.png"
-    result = invoke("evaluate", softmax_run[0], "--confusion", picture)
+    picture, mistakes = tmp_path / "cm.png", tmp_path / "mistakes.png"
+    result = invoke("evaluate", softmax_run[0], "--confusion", picture, "--mistakes", mistakes)
     assert result.exit_code == 0, result.output
     saved = json.loads((softmax_run[0] / "metrics.json").read_text())["test"]
     assert f"accuracy {saved['accuracy']:.2%}" in result.stdout
     assert picture.read_bytes()[:8] == PNG
+    assert mistakes.read_bytes()[:8] == PNG
+
+
+def test_a_mistakes_picture_needs_a_picture_format(softmax_run, tmp_path):
+    result = invoke("evaluate", softmax_run[0], "--mistakes", tmp_path / "mistakes.txt")
+    assert result.exit_code == 2
+    assert "Cannot draw to" in result.stderr and "must end in .png, .svg, .pdf" in result.stderr
+    assert not (tmp_path / "mistakes.txt").exists()
+
+
+def test_confident_mistakes_are_the_wrong_predictions_surest_first():
+    from cnnzoo.evaluate import confident_mistakes
+
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.05, 0.95], [0.3, 0.7]])
+    y_true = np.array([0, 0, 1, 0, 1])  # wrong: 1 (p 0.8), 2 (p 0.6), 3 (p 0.95)
+    assert confident_mistakes(y_true, proba, 10).tolist() == [3, 1, 2]
+    assert confident_mistakes(y_true, proba, 2).tolist() == [3, 1]
+    assert confident_mistakes(np.array([0, 1, 0, 1, 1]), proba, 5).tolist() == []
 
 
 def _lambda_model():

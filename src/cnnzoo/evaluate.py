@@ -49,6 +49,15 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> np
     return matrix
 
 
+def confident_mistakes(y_true, proba: np.ndarray, count: int) -> np.ndarray:
+    """Indices of up to `count` misclassified images, the most confidently wrong first (the
+    highest probability given to the wrong class): where mislabelled or ambiguous images show."""
+    y_true = np.asarray(y_true).astype(np.int64).ravel()
+    predicted = proba.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != y_true)
+    return wrong[np.argsort(-proba[wrong, predicted[wrong]], kind="stable")][:count]
+
+
 def classification_metrics(y_true, proba: np.ndarray, class_names) -> dict:
     """Loss (cross-entropy), accuracy, per-class precision/recall/support, confusion matrix."""
     y_true = np.asarray(y_true)

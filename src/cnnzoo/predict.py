@@ -71,17 +71,20 @@ def format_prediction(prediction: dict) -> str:
 
 
 def evaluate_models(model_files, *, dataset=None, split="test", tta="none", out=None, confusion=None,
-                    arch=None, unsafe=False) -> dict:
+                    mistakes=None, arch=None, unsafe=False) -> dict:
     """Metrics of one model, or of the ensemble of several (their probabilities averaged),
     on a dataset split (default: the first run's dataset), optionally averaged over test-time
-    views (cnnzoo.tta). With `out`, writes out/metrics.json and out/confusion.png."""
+    views (cnnzoo.tta). With `out`, writes out/metrics.json and out/confusion.png; `mistakes`,
+    a picture of the most confidently wrong images."""
     from cnnzoo import atomic, tta as test_time
     from cnnzoo.datasets import load
-    from cnnzoo.report import plot_confusion
+    from cnnzoo.report import picture_path, plot_confusion, plot_mistakes
 
     if split not in ("test", "val", "train"):
         raise UserError(f"Unknown split {split!r}: use test, val or train.")
     test_time.check_mode(tta)  # before any model or data is loaded
+    if mistakes:
+        picture_path(mistakes)
     models = [_load(path, arch, unsafe) for path in model_files]
     config = run_config(model_files[0])
     dataset = dataset or config.get("train", {}).get("dataset")
@@ -102,7 +105,8 @@ def evaluate_models(model_files, *, dataset=None, split="test", tta="none", out=
                                                 part.x, tta)
         check_classes(proba.shape[1], data.class_names, str(path))
         members.append(proba)
-    result = classification_metrics(part.y, np.mean(members, axis=0), data.class_names)
+    proba = np.mean(members, axis=0)
+    result = classification_metrics(part.y, proba, data.class_names)
     title = f"{Path(model_files[0]).name}{f' +{len(models) - 1}' if len(models) > 1 else ''} on {dataset} ({split})"
     if out:
         out = Path(out)
@@ -114,4 +118,6 @@ def evaluate_models(model_files, *, dataset=None, split="test", tta="none", out=
         confusion = confusion or out / runs.CONFUSION
     if confusion:
         plot_confusion(result["confusion_matrix"], data.class_names, confusion, f"{title}: accuracy {result['accuracy']:.1%}")
+    if mistakes:
+        plot_mistakes(part.x, part.y, proba, data.class_names, mistakes, f"{title}: the most confident mistakes")
     return result

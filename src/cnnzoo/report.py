@@ -15,11 +15,7 @@ def plot_graph(model, path: Path, *, dpi: int = 96) -> Path:
     """Write the model graph with `keras.utils.plot_model` (format from the suffix)."""
     import keras
 
-    path = Path(path)
-    if path.suffix.lower() not in GRAPH_FORMATS:
-        raise UserError(
-            f"Cannot plot to {path}: the file name must end in {', '.join(GRAPH_FORMATS)}."
-        )
+    path = picture_path(path)
     if shutil.which("dot") is None:
         raise UserError(
             "Graphviz's `dot` program is not on PATH, and plotting needs it: install Graphviz "
@@ -30,6 +26,14 @@ def plot_graph(model, path: Path, *, dpi: int = 96) -> Path:
     graph = keras.utils.model_to_dot(model, show_shapes=True, show_layer_names=True, dpi=dpi)
     with atomic_path(path) as tmp:
         graph.write(str(tmp), format=path.suffix.lower().lstrip("."))
+    return path
+
+
+def picture_path(path) -> Path:
+    """`path` as a Path, refused unless its suffix is a picture format we write."""
+    path = Path(path)
+    if path.suffix.lower() not in GRAPH_FORMATS:
+        raise UserError(f"Cannot draw to {path}: the file name must end in {', '.join(GRAPH_FORMATS)}.")
     return path
 
 
@@ -85,4 +89,30 @@ def plot_confusion(matrix, class_names, path: Path, title: str = "") -> Path:
         ax.text(j, i, str(count), ha="center", va="center",
                 color="white" if count > matrix.max() / 2 else "black")
     ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_mistakes(images, y_true, proba, class_names, path: Path, title: str = "", count: int = 32) -> Path:
+    """The `count` most confidently wrong predictions, each image titled with its true class,
+    the predicted one and the probability given to it (like fastai's plot_top_losses)."""
+    import numpy as np
+
+    from cnnzoo.evaluate import confident_mistakes
+
+    path = picture_path(path)
+    chosen = confident_mistakes(y_true, proba, count)
+    columns = min(8, max(1, len(chosen)))
+    rows = max(1, -(-len(chosen) // columns))
+    fig, axes = _figure(rows, columns, figsize=(1.5 * columns, 1.9 * rows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    if not len(chosen):
+        axes[0][0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+    for ax, i in zip(axes.ravel(), chosen):
+        image = np.asarray(images[i])
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255)
+        guess = int(proba[i].argmax())
+        ax.set_title(f"true {class_names[int(y_true[i])]}\npredicted {class_names[guess]} {proba[i, guess]:.2f}",
+                     fontsize=7)
+    fig.suptitle(title)
     return _save(fig, path)

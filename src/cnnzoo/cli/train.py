@@ -79,6 +79,7 @@ def evaluate(
     ensemble: bool = typer.Option(False, "--ensemble", help="Average the probabilities of all the models given."),
     out: Path = typer.Option(None, help="Write metrics.json and confusion.png into this folder."),
     confusion: Path = typer.Option(None, help="Write the confusion matrix picture here."),
+    mistakes: Path = typer.Option(None, help="Write a picture of the 32 most confidently misclassified images here."),
     arch: str = typer.Option(None, help="Architecture of a weights-only file."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow model files that can run code (Lambda layers)."),
 ) -> None:
@@ -89,7 +90,7 @@ def evaluate(
     if len(model_files) > 1 and not ensemble:
         raise UserError(f"{len(model_files)} models given: add --ensemble to average their probabilities.")
     result = evaluate_models(model_files, dataset=dataset, split=split, tta=tta, out=out, confusion=confusion,
-                             arch=arch, unsafe=unsafe)
+                             mistakes=mistakes, arch=arch, unsafe=unsafe)
     members = f", ensemble of {len(model_files)}" if len(model_files) > 1 else ""
     views = f", tta {tta}" if tta != "none" else ""
     _print_metrics(result, f"{split} ({result['images']} images{members}{views})")
