@@ -103,7 +103,7 @@ def plot_mistakes(images, y_true, proba, class_names, path: Path, title: str = "
     chosen = confident_mistakes(y_true, proba, count)
     columns = min(8, max(1, len(chosen)))
     rows = max(1, -(-len(chosen) // columns))
-    fig, axes = _figure(rows, columns, figsize=(1.5 * columns, 1.9 * rows + 0.4), squeeze=False)
+    fig, axes = _figure(rows, columns, figsize=(1.9 * columns, 2.0 * rows + 0.4), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     if not len(chosen):
@@ -112,7 +112,6 @@ def plot_mistakes(images, y_true, proba, class_names, path: Path, title: str = "
         image = np.asarray(images[i])
         ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255)
         guess = int(proba[i].argmax())
-        ax.set_title(f"true {class_names[int(y_true[i])]}\npredicted {class_names[guess]} {proba[i, guess]:.2f}",
-                     fontsize=7)
+        ax.set_title(f"true {class_names[int(y_true[i])]}\n→ {class_names[guess]} ({proba[i, guess]:.2f})", fontsize=7)
     fig.suptitle(title)
     return _save(fig, path)
