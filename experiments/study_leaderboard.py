@@ -87,11 +87,12 @@ def earlier_rows(studies: Path) -> dict:
 
 
 def train_time(runs: list[dict]) -> str:
-    """Mean training time per run, naming any GPU it ran on (recorded runs come from any machine)."""
+    """Median training time per run (a run that shared the machine does not skew it), naming any
+    GPU it ran on (recorded runs come from any machine)."""
     if not runs:
         return "—"
     gpus = sorted({d for m in runs for d in m["devices"] if not d.startswith("cpu")})
-    minutes = f"{statistics.mean(m['wall_time_s'] for m in runs) / 60:.1f} min"
+    minutes = f"{statistics.median(m['wall_time_s'] for m in runs) / 60:.1f} min"
     return f"{minutes} on {', '.join(gpus)}" if gpus else minutes
 
 
@@ -166,7 +167,8 @@ Every zoo network with its default recipe (`cnnzoo train NAME --dataset DATASET`
 RECIPES](../src/cnnzoo/train.py)) at the smaller of its default input and the data's 64x64
 (never below its smallest input; LeNet-5 reads 32x32 grey). Parameters and GMACs at that input
 and the dataset's classes; test accuracy on the dataset's test split, best epoch chosen on
-validation; training time per run, on the CPU named above unless a GPU is named. Every finished
+validation; training time per run (the median over seeds), on the CPU named above unless a GPU
+is named. Every finished
 run is recorded in [runs/](runs/) (its metrics.json), so the table keeps the runs of earlier
 sessions and other machines. {EARLIER} marks figures measured before runs were recorded (on this
 machine kind, 2026-11-25), carried from the table as then written; `--models NAME` trains
