@@ -1,7 +1,7 @@
 """How long training waits for data when a folder of JPEGs is decoded per batch: in the
 training thread (workers=1) or in Keras' background threads (cnnzoo.streaming's default).
 
-    OMP_NUM_THREADS=1 python benchmarks/data_workers.py [--images 800] [--models lenet5_modern,happy]
+    python benchmarks/data_workers.py [--images 3000] [--models lenet5_modern,happy]
         [-o docs/benchmarks-data-workers.md]   # also writes the .json beside it
 
 Writes a folder of synthetic 256x256 JPEGs (smooth colour fields, shapes and a little
@@ -230,7 +230,8 @@ def markdown(report: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--images", type=int, default=800, help="JPEGs in the folder")
+    parser.add_argument("--images", type=int, default=3000,
+                        help="JPEGs in the folder (enough steps an epoch that its end, 0.1 s for Keras' enqueuer, weighs little)")
     parser.add_argument("--source-size", type=int, default=256, help="side of each JPEG")
     parser.add_argument("--image-size", type=int, default=64, help="side the models train at")
     parser.add_argument("--classes", type=int, default=4)
