@@ -29,11 +29,11 @@ def plot_graph(model, path: Path, *, dpi: int = 96) -> Path:
     return path
 
 
-def picture_path(path) -> Path:
-    """`path` as a Path, refused unless its suffix is a picture format we write."""
+def picture_path(path, formats=GRAPH_FORMATS) -> Path:
+    """`path` as a Path, refused unless its suffix is one of the picture `formats` we write."""
     path = Path(path)
-    if path.suffix.lower() not in GRAPH_FORMATS:
-        raise UserError(f"Cannot draw to {path}: the file name must end in {', '.join(GRAPH_FORMATS)}.")
+    if path.suffix.lower() not in formats:
+        raise UserError(f"Cannot draw to {path}: the file name must end in {', '.join(formats)}.")
     return path
 
 

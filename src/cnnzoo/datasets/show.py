@@ -9,6 +9,7 @@ import numpy as np
 from cnnzoo.atomic import atomic_path
 from cnnzoo.datasets import splits
 from cnnzoo.errors import UserError
+from cnnzoo.report import picture_path
 
 FORMATS = (".png", ".jpg", ".jpeg", ".svg", ".pdf")
 
@@ -19,9 +20,7 @@ def sample_grid(ds, path, *, split: str = "train", per_class: int = 8, seed: int
     The samples are the files with the smallest hash of their key (salted with `seed`), so
     the same files are shown every time. Returns the path written (atomically).
     """
-    path = Path(path)
-    if path.suffix.lower() not in FORMATS:
-        raise UserError(f"Cannot draw to {path}: the file name must end in {', '.join(FORMATS)}.")
+    path = picture_path(path, FORMATS)
     if per_class < 1:
         raise UserError(f"per_class must be at least 1. Received: per_class={per_class!r}")
     named = ds.splits()
