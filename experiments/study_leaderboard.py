@@ -11,8 +11,8 @@ parameters and GMACs at that input, training time per run, test accuracy over th
     cnnzoo study leaderboard ...
 
 Only the networks named by --models (default: all) are trained, on the --datasets (default:
-both); the table lists every zoo network on both datasets and shows the finished runs of the others, so the board fills in over several
-sessions and machines: each finished run's metrics.json is recorded in docs/runs/experiments/
+both); the table lists every zoo network on both datasets and shows the finished runs of the
+others, so the board fills in over several sessions and machines: each finished run's metrics.json is recorded in docs/runs/experiments/
 (committed; the run folders in runs/experiments/ are not), and a recorded run is not trained
 again. Runs are shared with experiments/train_targets.py.
 Writes docs/STUDIES.md (section leaderboard) and docs/figures/leaderboard.png.
@@ -168,12 +168,11 @@ RECIPES](../src/cnnzoo/train.py)) at the smaller of its default input and the da
 (never below its smallest input; LeNet-5 reads 32x32 grey). Parameters and GMACs at that input
 and the dataset's classes; test accuracy on the dataset's test split, best epoch chosen on
 validation; training time per run (the median over seeds), on the CPU named above unless a GPU
-is named. Every finished
-run is recorded in [runs/](runs/) (its metrics.json), so the table keeps the runs of earlier
-sessions and other machines. {EARLIER} marks figures measured before runs were recorded (on this
-machine kind, 2026-11-25), carried from the table as then written; `--models NAME` trains
-and records them again. "Not trained yet" marks the networks no machine has had the hours for
-yet; `--models NAME ...` trains them and the table fills in.
+is named. Every finished run is recorded in [runs/](runs/) (its metrics.json), so the table
+keeps the runs of earlier sessions and other machines. {EARLIER} marks figures measured before
+runs were recorded (on this machine kind, 2026-11-25), carried from the table as then
+written; `--models NAME` trains and records them again. "Not trained yet" marks the networks
+no machine has had the hours for yet; `--models NAME ...` trains them and the table fills in.
 
 {chr(10).join(lines)}
 
