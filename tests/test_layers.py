@@ -116,3 +116,19 @@ def test_inception_module_concatenates_four_branches():
     assert narrow.get_layer("m_5x5").kernel_size == (3, 3)
     with pytest.raises(ValueError, match="six integers"):
         _block_model(inception_module, (28, 28, 192), (64, 96), "bad")
+
+
+def test_keras_own_loader_reads_cnnzoo_layers_after_importing_cnnzoo_modelio(tmp_path):
+    """Keras imports only its own modules while loading, so the README's documented call
+    (`import cnnzoo.modelio`, then `keras.saving.load_model`) must register every custom layer."""
+    import subprocess
+    import sys
+
+    inputs = keras.Input((6, 6, 8))
+    model = keras.Model(inputs, LocalResponseNormalization()(ZeroPadShortcut(16, 2)(inputs)))
+    model.save(tmp_path / "m.keras")
+    code = ("import cnnzoo.modelio, keras; "
+            f"print([type(l).__name__ for l in keras.saving.load_model({str(tmp_path / 'm.keras')!r}).layers])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['InputLayer', 'ZeroPadShortcut', 'LocalResponseNormalization']"
