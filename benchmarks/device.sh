@@ -7,9 +7,11 @@
 #   bash benchmarks/device.sh STAGE [options passed to its script]
 # STAGE: speed (benchmarks/train_speed.py: throughput, memory, time to accuracy),
 #        workers (benchmarks/data_workers.py), leaderboard (experiments/study_leaderboard.py).
-# Tables and logs land in $OUT; the leaderboard's runs come back as $OUT/leaderboard-runs.tar.gz
-# (metrics, history, config: no weights): unpack it into runs/ here and rebuild the table with
-# `python experiments/study_leaderboard.py --models` (GPU runs are bf16: their own hashes).
+# Tables and logs land in $OUT. The leaderboard writes its docs into $OUT/docs, so each run's
+# record (docs/runs/, metrics only) comes back as soon as it finishes, even if the command is
+# stopped at its time limit: copy $OUT/docs/runs/ into docs/ here, rebuild the table with
+# `python experiments/study_leaderboard.py --models` (it counts the GPU's bf16 runs) and commit
+# docs/runs/, docs/STUDIES.md and docs/figures/leaderboard.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -26,10 +28,8 @@ case "$stage" in
   workers)
     python3 benchmarks/data_workers.py --output "$OUT/benchmarks-data-workers.md" "$@" 2>&1 | tee "$OUT/workers.log" ;;
   leaderboard)
-    python3 experiments/study_leaderboard.py "$@" 2>&1 | tee "$OUT/leaderboard.log"
-    cp docs/STUDIES.md docs/figures/leaderboard.png "$OUT/"
-    (cd runs && find experiments \( -name metrics.json -o -name history.csv -o -name config.json \) -print0 |
-      tar --null -czf "$OUT/leaderboard-runs.tar.gz" -T -) ;;
+    mkdir -p "$OUT/docs" && cp -r docs/STUDIES.md docs/runs "$OUT/docs/"
+    python3 experiments/study_leaderboard.py --docs "$OUT/docs" "$@" 2>&1 | tee "$OUT/leaderboard.log" ;;
   *)
     echo "Unknown stage $stage: use speed, workers or leaderboard." >&2; exit 2 ;;
 esac

@@ -45,22 +45,14 @@ def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:
 LATER_FIELDS = {"image_size": None, "init": None, "freeze": False, "train_fraction": 1.0, "stream": False}
 
 
-def train_or_reuse(config, folder: str, runs: Path = ROOT / "runs", *, reuse_only: bool = False,
-                   record: Path | None = None) -> dict | None:
-    """metrics.json of `config` trained under runs/FOLDER/, reusing (or resuming) a run with
-    exactly these settings: the folder name carries a hash of the resolved config and recipe.
-    `reuse_only`: None instead of training when no finished run exists.
-
-    `record`: a committed folder of finished runs' metrics (RECORD/FOLDER/RUN.json). A run
-    recorded there counts as finished even when its folder is gone, so a table that needs only
-    metrics keeps the runs of earlier sessions and other machines (a lent GPU); every finished
-    run is recorded."""
+def run_folder(config, folder: str, runs: Path = ROOT / "runs") -> Path:
+    """runs/FOLDER/MODEL-DATASET-HASH-sSEED: the hash is of the resolved config and recipe, so
+    any change of settings makes a new run."""
     import dataclasses
     import hashlib
     import json
 
-    from cnnzoo import atomic
-    from cnnzoo.train import recipe_for, train
+    from cnnzoo.train import recipe_for
 
     config = config.resolved()
     settings = {**dataclasses.asdict(config), "out": None, "recipe": dataclasses.asdict(recipe_for(config.model))}
@@ -68,7 +60,26 @@ def train_or_reuse(config, folder: str, runs: Path = ROOT / "runs", *, reuse_onl
         if settings[field] == default:
             del settings[field]
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    out = Path(runs) / folder / f"{config.model}-{config.dataset}-{digest}-s{config.seed}"
+    return Path(runs) / folder / f"{config.model}-{config.dataset}-{digest}-s{config.seed}"
+
+
+def train_or_reuse(config, folder: str, runs: Path = ROOT / "runs", *, reuse_only: bool = False,
+                   record: Path | None = None) -> dict | None:
+    """metrics.json of `config` trained in its run_folder, reusing (or resuming) a run with
+    exactly these settings. `reuse_only`: None instead of training when no finished run exists.
+
+    `record`: a committed folder of finished runs' metrics (RECORD/FOLDER/RUN.json). A run
+    recorded there counts as finished even when its folder is gone, so a table that needs only
+    metrics keeps the runs of earlier sessions and other machines (a lent GPU); every finished
+    run is recorded."""
+    import dataclasses
+    import json
+
+    from cnnzoo import atomic
+    from cnnzoo.train import train
+
+    config = config.resolved()
+    out = run_folder(config, folder, runs)
     recorded = Path(record) / folder / f"{out.name}.json" if record else None
     if (out / "metrics.json").exists():
         metrics = json.loads((out / "metrics.json").read_text())

@@ -36,7 +36,7 @@ from common import (  # noqa: E402
 from cnnzoo.cost import total_macs  # noqa: E402
 from cnnzoo.datasets import dataset_info  # noqa: E402
 from cnnzoo.models import get_model, list_models, model_info  # noqa: E402
-from cnnzoo.train import TrainConfig, output_units  # noqa: E402
+from cnnzoo.train import PRECISIONS, TrainConfig, output_units  # noqa: E402
 
 DATASETS = ("signs", "smiles")
 SMALLEST_INPUT = {"alexnet": 67}  # the networks whose pooling needs more than 64x64
@@ -56,9 +56,22 @@ def image_size(name: str, dataset: str) -> int | None:
     return None if side == default else side
 
 
-def config(name: str, dataset: str, seed: int, args) -> TrainConfig:
+def config(name: str, dataset: str, seed: int, args, precision: str = "auto") -> TrainConfig:
     return TrainConfig(name, dataset, image_size=image_size(name, dataset), epochs=args.epochs,
-                       train_fraction=args.train_fraction, seed=seed)
+                       train_fraction=args.train_fraction, seed=seed, precision=precision)
+
+
+def finished_run(name: str, dataset: str, seed: int, args, *, train: bool) -> dict | None:
+    """This seed's metrics from a run finished on any machine, else (with `train`) from one
+    trained here. A lent GPU trains in bf16, which changes a run's hash: every precision counts."""
+    def run(precision: str = "auto", reuse_only: bool = True):
+        return train_or_reuse(config(name, dataset, seed, args, precision), "experiments", args.runs,
+                              reuse_only=reuse_only, record=args.docs / "runs")
+
+    for precision in PRECISIONS:
+        if found := run(precision):
+            return found
+    return run(reuse_only=False) if train else None
 
 
 def cost(name: str, dataset: str) -> tuple[int, int, str]:
@@ -134,8 +147,7 @@ def main(argv=None) -> None:
         for name in args.board or zoo():
             # Train --seeds runs of the --models on the --datasets; show every finished seed of every network.
             train = name in train_now and dataset in args.datasets
-            found = [train_or_reuse(config(name, dataset, seed, args), "experiments", args.runs,
-                                    reuse_only=not train or seed >= args.seeds, record=args.docs / "runs")
+            found = [finished_run(name, dataset, seed, args, train=train and seed < args.seeds)
                      for seed in range(max(args.seeds, SEEDS_SHOWN))]
             found = [m for m in found if m is not None]
             params, macs, shape = cost(name, dataset)

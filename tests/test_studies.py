@@ -100,6 +100,23 @@ def test_the_leaderboard_keeps_recorded_runs_whose_folders_are_gone(tmp_path):
     assert not (tmp_path / "runs").exists()  # nothing was trained again
 
 
+def test_the_leaderboard_counts_the_bf16_runs_of_a_lent_gpu(tmp_path):
+    """Precision is part of a run's hash and a GPU trains in bf16: its records must fill this CPU's table."""
+    from types import SimpleNamespace
+
+    options = ("--models", "lenet5", "--board", "lenet5", "--datasets", "signs", "--train-fraction", 0.1)
+    first = run("leaderboard", tmp_path, *options)
+    [record] = (tmp_path / "docs" / "runs" / "experiments").iterdir()
+    gpu_config = study("leaderboard").config("lenet5", "signs", 0, SimpleNamespace(epochs=1, train_fraction=0.1), "bf16")
+    gpu_run = script("common").run_folder(gpu_config, "experiments").name
+    assert gpu_run != record.stem
+    record.rename(record.with_name(f"{gpu_run}.json"))  # as if the GPU had trained it
+    shutil.rmtree(tmp_path / "runs")
+    again = run("leaderboard", tmp_path, *options)
+    assert signs_rows(again) == signs_rows(first)
+    assert not (tmp_path / "runs").exists()  # found, not trained again in fp32
+
+
 def test_the_leaderboard_carries_rows_measured_before_runs_were_recorded(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "STUDIES.md").write_text(
