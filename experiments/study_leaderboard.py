@@ -12,9 +12,10 @@ parameters and GMACs at that input, training time per run, test accuracy over th
 
 Only the networks named by --models (default: all) are trained, on the --datasets (default:
 both); the table lists every zoo network on both datasets and shows the finished runs of the
-others, so the board fills in over several sessions and machines: each finished run's metrics.json is recorded in docs/runs/experiments/
-(committed; the run folders in runs/experiments/ are not), and a recorded run is not trained
-again. Runs are shared with experiments/train_targets.py.
+others, so the board fills in over several sessions and machines: each finished run's
+metrics.json is recorded in docs/runs/experiments/ (committed; the run folders in
+runs/experiments/ are not), and a recorded run, in any precision, is not trained again. Runs
+are shared with experiments/train_targets.py.
 Writes docs/STUDIES.md (section leaderboard) and docs/figures/leaderboard.png.
 """
 
