@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU measurements in one command on the lent machine (device tool; it has torch, jax,
 # h5py, pillow, matplotlib, typer, rich but not keras). Prepare here, once per session:
-#   bash ../shared/tools/device-wheels.sh          # keras, namex, optree -> .whl/ (git-ignored)
+#   bash ../shared/tools/device-wheels.sh adjustText==1.4.0
+#     (keras, namex, optree, and adjustText for the leaderboard figure -> .whl/, git-ignored)
 #   mkdir -p .data && cp ../shared/data/sign-language-digits.zip ../shared/data/smiles.zip .data/
 # then call the device tool's run with carry [".whl", ".data"] and the command
 #   bash benchmarks/device.sh STAGE [options passed to its script]

@@ -135,6 +135,28 @@ def test_the_leaderboard_carries_rows_measured_before_runs_were_recorded(tmp_pat
     assert signs_rows(again) == [carried]  # carried once more, not marked twice
 
 
+def test_the_leaderboard_figure_keeps_a_dense_cluster_readable():
+    """Many networks within a point of each other (signs: 97.5-99.1%) get labels that do not
+    overlap; one far below sits on the lower edge, its accuracy in its label."""
+    import itertools
+
+    leaderboard = study("leaderboard")
+    near = [{"name": f"resnet{depth}", "dataset": "signs", "macs": 4e7 * (1.15 ** i),
+             "mean": 0.975 + 0.016 * ((i * 7) % 5) / 4, "runs": [{"test": {"accuracy": 0.98}}] * 3}
+            for i, depth in enumerate(range(20, 164, 9))]
+    far = [{"name": "plain56", "dataset": "signs", "macs": 1.26e8, "mean": 0.489, "runs": []},
+           {"name": "lenet5", "dataset": "signs", "macs": 4.2e5, "mean": 0.822, "runs": []}]  # spans the axis
+    waiting = {"name": "vgg19", "dataset": "smiles", "macs": 1.6e9, "mean": None, "runs": []}
+    figure = leaderboard.plot([*near, *far, waiting])
+    [axis] = figure.axes  # smiles has nothing trained: no panel
+    renderer = figure.canvas.get_renderer()
+    labels = [t for t in axis.texts if t.get_text()]
+    assert sorted(t.get_text() for t in labels) == sorted([r["name"] for r in near] + ["plain56 48.9%", "lenet5 82.2%"])
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    assert not [(a, b) for (a, b) in itertools.combinations(range(len(boxes)), 2) if boxes[a].overlaps(boxes[b])]
+    assert axis.get_ylim()[0] == pytest.approx(99.1 - leaderboard.ZOOM)
+
+
 def test_cnnzoo_study_runs_a_study_and_refuses_unknown_names(tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["study", "leaderboard", "--models", "lenet5", "--board", "lenet5", "--datasets",
