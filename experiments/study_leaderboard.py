@@ -213,6 +213,9 @@ no machine has had the hours for yet; `--models NAME ...` trains them and the ta
 Time: {total_training(m for r in rows for m in r['runs'])} ({EARLIER} rows not counted; a rerun reuses
 finished runs).
 
+The figure plots each dataset's networks within {ZOOM} points of its best to scale, with the sd over
+seeds as error bars; the others sit on its lower edge, their accuracy in the label.
+
 ![accuracy vs GMACs](figures/leaderboard.png)
 """, args.docs / "STUDIES.md")
     print(f"wrote {args.docs / 'STUDIES.md'} and {figure}")
