@@ -291,6 +291,14 @@ def test_model_and_dataset_classes_must_match(softmax_run, folders):
     assert "predicts 3 classes but the dataset has 2 (frown, smile)" in result.stderr
 
 
+@pytest.mark.parametrize("model", ["resnet50", "resnet101", "resnet152"])
+def test_the_v1_bottleneck_resnets_train_with_warm_up_at_half_the_learning_rate(model):
+    """At Adam 1e-3 without warm-up ResNet-50 and -101 collapsed mid-run on signs (train.py's RECIPES)."""
+    config = TrainConfig(model, "signs").resolved()
+    assert (config.lr, config.warmup, config.epochs, config.batch_size) == (5e-4, 2, 30, 32)
+    assert TrainConfig("resnet50v2", "signs").resolved().lr == 1e-3  # pre-activation trains at the default
+
+
 def test_warmup_ramps_the_learning_rate_up_then_the_cosine_decays_it():
     from cnnzoo.train import build_training_model, compile_for
 
