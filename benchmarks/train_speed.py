@@ -12,9 +12,13 @@ the right shape:
   (c) the course's Keras code as a naive user runs it in Keras 3: stock Keras (no cnnzoo
       fixes) on the same backend as (a), fp32, float inputs, `model.fit` on arrays.
 Each throughput figure is the median over timed steps after warm-up, each step
-synchronised. The time-to-accuracy case (resnet50-signs-97) trains on the real dataset until
+synchronised. On a GPU, (a) and (b) then train on for a few seconds more while NVML samples
+how much of the time a kernel ran (benchmarks/gpu_busy.py): far below 100% means the step is
+launch-bound. The time-to-accuracy case (resnet50-signs-97) trains on the real dataset until
 the test accuracy first reaches 97%; its peers are described in benchmarks/time_to_accuracy.py.
-Writes docs/benchmarks-train.json and docs/benchmarks-train.md.
+Writes docs/benchmarks-train.json and .md (on a GPU: docs/benchmarks-train-gpu.json and .md)
+after each case, so a run stopped at a time limit keeps the cases it finished; --update then
+runs the rest into the same table.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import resource
@@ -45,6 +50,7 @@ CASES = {
 # name: (model, dataset, test accuracy to reach), measured by benchmarks/time_to_accuracy.py
 ACCURACY_CASES = {"resnet50-signs-97": ("resnet50", "signs", 0.97)}
 PEERS = ("cnnzoo", "torch", "keras")
+BUSY_SECONDS = 3.0  # how long (a) and (b) train on a GPU while its busy time is sampled
 
 
 def _gpu() -> bool:
@@ -107,9 +113,28 @@ def child_keras(case: str, steps: int, warmup: int, naive: bool) -> dict:
         keras.mixed_precision.set_global_policy(PRECISIONS[config.precision])
         model = build_training_model(name, shape, classes, recipe_for(name))
         compile_for(model, config, steps + warmup)
-        model.fit(ArrayBatches(x, y, batch, shuffle=True), epochs=1, verbose=0, callbacks=[timer])
+        batches = ArrayBatches(x, y, batch, shuffle=True)
+        model.fit(batches, epochs=1, verbose=0, callbacks=[timer])
         settings = f"{config.precision}" + (", torch fixes" if active else "")
-    return _result(batch, timer.times[warmup:], f"keras {keras.__version__} on {keras.backend.backend()}, {settings}")
+    result = _result(batch, timer.times[warmup:], f"keras {keras.__version__} on {keras.backend.backend()}, {settings}")
+    if not naive and _has_accelerator():
+        epochs = math.ceil(_busy_steps(result) / len(batches))
+        result["gpu_busy_percent"] = _gpu_busy(lambda: model.fit(batches, epochs=epochs, verbose=0))
+    return result
+
+
+def _busy_steps(result: dict) -> int:
+    """Steps that take about BUSY_SECONDS at the measured speed."""
+    return max(1, math.ceil(BUSY_SECONDS / (result["step_ms"] / 1000)))
+
+
+def _gpu_busy(train) -> float | None:
+    """The GPU's busy percentage while `train()` runs (None where NVML is missing)."""
+    from gpu_busy import GpuBusy
+
+    with GpuBusy() as busy:
+        train()
+    return busy.percent
 
 
 def _has_accelerator() -> bool:
@@ -135,25 +160,36 @@ def child_torch(case: str, steps: int, warmup: int) -> dict:
     variants = [("eager fp32", False, None)]
     if cuda:
         variants += [("eager bf16", False, torch.bfloat16), ("compile bf16", True, torch.bfloat16)]
-    best = None
+    best, best_step = None, None
     for label, compiled, autocast in variants:
         net = torch_reference.build(name, classes).to(device, memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(net.parameters(), 1e-3)
         forward = torch.compile(net) if compiled else net
-        times = []
-        for _ in range(steps + warmup):
-            start = time.perf_counter()
+
+        def step(forward=forward, optimizer=optimizer, autocast=autocast):
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device, dtype=autocast or torch.float32, enabled=autocast is not None):
                 loss = loss_fn(forward(images), labels)
             loss.backward()
             optimizer.step()
+
+        times = []
+        for _ in range(steps + warmup):
+            start = time.perf_counter()
+            step()
             if cuda:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
         result = _result(batch, times[warmup:], f"torch {torch.__version__}, {label}, channels_last")
         if best is None or result["images_per_s"] > best["images_per_s"]:
-            best = result
+            best, best_step = result, step
+    if cuda:
+        def train():
+            for _ in range(_busy_steps(best)):
+                best_step()
+            torch.cuda.synchronize()
+
+        best["gpu_busy_percent"] = _gpu_busy(train)
     return best
 
 
@@ -220,9 +256,11 @@ def accuracy_table(results: dict) -> str:
 
 
 def table(results: dict) -> str:
+    busy = any("gpu_busy_percent" in r for peers in results.values() for r in peers.values())
     lines = [
-        "| case | batch | (a) cnnzoo img/s | (b) PyTorch img/s | (c) naive Keras img/s | a/b | a/c | peak RSS a / b / c (MiB) | device memory a / b / c (MiB) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| case | batch | (a) cnnzoo img/s | (b) PyTorch img/s | (c) naive Keras img/s | a/b | a/c | peak RSS a / b / c (MiB) | device memory a / b / c (MiB) |"
+        + (" GPU busy a / b |" if busy else ""),
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |" + (" --- |" if busy else ""),
     ]
     for case, peers in results.items():
         a, b, c = (peers[p] for p in PEERS)
@@ -232,10 +270,69 @@ def table(results: dict) -> str:
             f"{cell(c, 'images_per_s')} | {_ratio(a, b)} | {_ratio(a, c)} | "
             f"{' / '.join(str(r.get('peak_rss_mib', '—')) for r in (a, b, c))} | "
             f"{' / '.join(str(r.get('peak_device_mib') or '—') for r in (a, b, c))} |"
+            + (" " + " / ".join(_percent(r.get("gpu_busy_percent")) for r in (a, b)) + " |" if busy else "")
         )
     settings = sorted({f"({'abc'[i]}) {r[p]['settings']}" for r in results.values()
                        for i, p in enumerate(PEERS) if "settings" in r[p]})
     return "\n".join(lines) + "\n\nSettings: " + "; ".join(settings) + "."
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}%"
+
+
+def machine() -> str:
+    name = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            name += f", {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    return name
+
+
+def default_out() -> Path:
+    """The CPU and the GPU tables are kept apart: each is measured on its own machine."""
+    return ROOT / "docs" / ("benchmarks-train-gpu.md" if _gpu() else "benchmarks-train.md")
+
+
+def write_tables(out: Path, machine: str, commands: dict, results: dict, steps: int, warmup: int) -> None:
+    """The JSON (read back by --update) and the markdown table of the cases measured so far."""
+    from cnnzoo import atomic
+
+    atomic.write_json(out.with_suffix(".json"), {"machine": machine, "commands": commands, "results": results})
+    throughput = {case: r for case, r in results.items() if case in CASES}
+    accuracy = {case: r for case, r in results.items() if case in ACCURACY_CASES}
+    runs = "\n".join(f"- {', '.join(c for c in results if commands.get(c) == run)}: {run}"
+                      for run in dict.fromkeys(commands[c] for c in results))
+    sections = [f"""# Training speed: cnnzoo vs plain PyTorch vs naive Keras
+
+On {machine}. The peers are described in the script's docstring; all peers of a case ran
+in the same run, one after the other:
+
+{runs}
+"""]
+    if throughput:
+        busy = ("; GPU busy is the share of time a kernel ran while (a) and (b) trained on for "
+                f"{BUSY_SECONDS:.0f} s more (NVML)" if "GPU busy" in table(throughput) else "")
+        sections.append(f"""## Throughput and memory
+
+Median images/s over {steps} synchronised steps after {warmup} warm-up steps, synthetic
+data; peak RSS is each peer's whole process{busy}.
+
+{table(throughput)}
+""")
+    if accuracy:
+        sections.append(f"""## Time to accuracy
+
+Training seconds (the test split scored after each epoch, outside the clock) until the test
+accuracy first reaches the target; benchmarks/time_to_accuracy.py describes each peer.
+
+{accuracy_table(accuracy)}
+""")
+    atomic.write_text(out, "\n".join(sections))
 
 
 def main() -> None:
@@ -246,7 +343,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation, caches)")
     parser.add_argument("--epochs", type=int, help="time-to-accuracy: at most this many epochs (smoke runs); "
                         "default: the model's recipe")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks-train.md")
+    parser.add_argument("--out", type=Path, help="the markdown table (its .json beside it); default "
+                        "docs/benchmarks-train.md, or docs/benchmarks-train-gpu.md on a GPU")
     parser.add_argument("--update", action="store_true",
                         help="keep the other cases of the existing table (its .json) and rerun only --cases")
     parser.add_argument("--child", nargs=2, metavar=("PEER", "CASE"), help=argparse.SUPPRESS)
@@ -264,20 +362,16 @@ def main() -> None:
         print(json.dumps(result))
         return
 
+    out = args.out or default_out()
     command = f"python benchmarks/train_speed.py --cases {' '.join(args.cases)} --steps {args.steps} --warmup {args.warmup}"
     command += (f" --epochs {args.epochs}" if args.epochs else "") + (" --update" if args.update else "")
     stamp = datetime.date.today().isoformat()
-    previous = json.loads(args.out.with_suffix(".json").read_text()) if args.update else {}
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            machine += f", {torch.cuda.get_device_name(0)}"
-    except ImportError:
-        pass
-    if previous and previous.get("machine") != machine:
-        sys.exit(f"--update: the table in {args.out} was measured on {previous.get('machine')}, this is {machine}; "
+    if args.update and not out.with_suffix(".json").exists():
+        sys.exit(f"--update: there is no table at {out.with_suffix('.json')} to add to; run without --update first.")
+    previous = json.loads(out.with_suffix(".json").read_text()) if args.update else {}
+    here = machine()
+    if previous and previous.get("machine") != here:
+        sys.exit(f"--update: the table in {out} was measured on {previous.get('machine')}, this is {here}; "
                  "rerun every case instead.")
     results, commands = previous.get("results", {}), previous.get("commands", {})
     for case in args.cases:  # every peer of a case in the same run
@@ -285,37 +379,8 @@ def main() -> None:
                          for p in PEERS}
         commands[case] = f"`{command}`, {stamp}"
         print(case, json.dumps(results[case]), flush=True)
-    from cnnzoo import atomic
+        write_tables(out, here, commands, results, args.steps, args.warmup)
 
-    atomic.write_json(args.out.with_suffix(".json"), {"machine": machine, "commands": commands, "results": results})
-    throughput = {case: r for case, r in results.items() if case in CASES}
-    accuracy = {case: r for case, r in results.items() if case in ACCURACY_CASES}
-    runs = "\n".join(f"- {', '.join(c for c in results if commands.get(c) == run)}: {run}"
-                      for run in dict.fromkeys(commands[c] for c in results))
-    sections = [f"""# Training speed: cnnzoo vs plain PyTorch vs naive Keras
-
-On {machine}. The peers are described in the script's docstring; all peers of a case ran
-in the same run, one after the other:
-
-{runs}
-"""]
-    if throughput:
-        sections.append(f"""## Throughput and memory
-
-Median images/s over {args.steps} synchronised steps after {args.warmup} warm-up steps, synthetic
-data; peak RSS is each peer's whole process.
-
-{table(throughput)}
-""")
-    if accuracy:
-        sections.append(f"""## Time to accuracy
-
-Training seconds (the test split scored after each epoch, outside the clock) until the test
-accuracy first reaches the target; benchmarks/time_to_accuracy.py describes each peer.
-
-{accuracy_table(accuracy)}
-""")
-    atomic.write_text(args.out, "\n".join(sections))
 
 if __name__ == "__main__":
     main()

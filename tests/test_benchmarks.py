@@ -62,6 +62,70 @@ def test_throughput_peers_report_images_per_second_and_memory():
     assert "| happy-64-b32 | 32 |" in train_speed.table(results)
 
 
+@pytest.fixture
+def fake_nvml(monkeypatch):
+    """An NVML that reports the GPU busy 40% then 60% of the time, alternately."""
+    import itertools
+    import types
+
+    readings = itertools.cycle([40, 60])
+    module = types.SimpleNamespace(
+        nvmlInit=lambda: None, nvmlDeviceGetHandleByIndex=lambda index: index,
+        nvmlDeviceGetUtilizationRates=lambda handle: types.SimpleNamespace(gpu=next(readings)))
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+
+
+def test_gpu_busy_averages_nvml_s_samples_and_is_none_without_nvml(fake_nvml, monkeypatch):
+    import time
+
+    import gpu_busy
+
+    with gpu_busy.GpuBusy(interval=0.005) as busy:
+        time.sleep(0.2)
+    assert len(busy.samples) >= 4 and set(busy.samples) == {40, 60}
+    assert 40 <= busy.percent <= 60
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # what `import pynvml` meets without the package
+    with gpu_busy.GpuBusy(interval=0.005) as busy:
+        time.sleep(0.05)
+    assert busy.samples == [] and busy.percent is None
+
+
+def test_on_a_gpu_cnnzoo_trains_on_while_its_busy_time_is_sampled(fake_nvml, monkeypatch):
+    monkeypatch.setattr(train_speed, "_has_accelerator", lambda: True)
+    monkeypatch.setattr(train_speed, "BUSY_SECONDS", 0.5)
+    result = train_speed.child_keras("happy-64-b32", 2, 1, naive=False)
+    assert 40 <= result["gpu_busy_percent"] <= 60
+    results = {"happy-64-b32": {"cnnzoo": result, "torch": {"images_per_s": 1.0, "gpu_busy_percent": 97.4},
+                                "keras": {"error": "failed"}}}
+    assert train_speed.table(results).splitlines()[2].endswith(f"| {result['gpu_busy_percent']:.0f}% / 97% |")
+    assert "GPU busy" not in train_speed.table({"happy-64-b32": {"cnnzoo": {}, "torch": {}, "keras": {}}})
+
+
+def test_a_stopped_speed_run_keeps_its_finished_cases_and_update_runs_the_rest(tmp_path, monkeypatch):
+    """The lent GPU runs under a time limit: each finished case is in the table at once."""
+    measured = []
+
+    def measure(peer, case, steps, warmup, epochs=None):
+        if case == "happy-64-b256":
+            raise KeyboardInterrupt  # the time limit
+        measured.append((peer, case))
+        return {"batch": 32, "images_per_s": 10.0, "step_ms": 3200.0, "peak_rss_mib": 1, "settings": peer}
+
+    monkeypatch.setattr(train_speed, "measure", measure)
+    out = tmp_path / "speed.md"
+    run = ["train_speed.py", "--out", str(out), "--cases"]
+    monkeypatch.setattr(sys, "argv", [*run, "happy-64-b32", "happy-64-b256"])
+    with pytest.raises(KeyboardInterrupt):
+        train_speed.main()
+    assert list(json.loads(out.with_suffix(".json").read_text())["results"]) == ["happy-64-b32"]
+    assert "| happy-64-b32 | 32 | 10.0 | 10.0 | 10.0 | 1.00x | 1.00x |" in out.read_text()
+
+    monkeypatch.setattr(sys, "argv", [*run, "resnet50-64-b32", "--update"])
+    train_speed.main()
+    assert list(json.loads(out.with_suffix(".json").read_text())["results"]) == ["happy-64-b32", "resnet50-64-b32"]
+    assert len(measured) == 6 and train_speed.default_out().name == "benchmarks-train.md"  # no GPU here
+
+
 def test_the_benchmark_children_select_cnnzoo_s_backend_on_their_own():
     """train_speed.py runs each peer in a fresh process that imports time_to_accuracy first:
     without cnnzoo imported before keras, Keras would look for TensorFlow."""
