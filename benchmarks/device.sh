@@ -8,7 +8,9 @@
 #   bash benchmarks/device.sh STAGE [options passed to its script]
 # STAGE: speed (benchmarks/train_speed.py: throughput, GPU busy time, memory, time to accuracy),
 #        workers (benchmarks/data_workers.py), leaderboard (experiments/study_leaderboard.py),
-#        all (speed, the targets' cases first, then leaderboard with the options given).
+#        all (speed, the targets' cases first, then leaderboard with the options given:
+#        `all --jobs 8` trains 8 leaderboard runs at once, cheapest first; one small network
+#        leaves the GPU mostly idle).
 # A session has 15 minutes of device time, the machine's start included, and one command at
 # most 10: all stages together stop after BUDGET seconds (default 540; SIGINT, then the
 # files are packed), and every script writes as it goes, so a stopped stage keeps what it

@@ -81,10 +81,10 @@ def train_or_reuse(config, folder: str, runs: Path = ROOT / "runs", *, reuse_onl
     config = config.resolved()
     out = run_folder(config, folder, runs)
     recorded = Path(record) / folder / f"{out.name}.json" if record else None
+    if recorded and recorded.exists():  # first: a study may have noted more there (concurrent_runs)
+        return json.loads(recorded.read_text())
     if (out / "metrics.json").exists():
         metrics = json.loads((out / "metrics.json").read_text())
-    elif recorded and recorded.exists():
-        return json.loads(recorded.read_text())
     elif reuse_only:
         return None
     else:

@@ -7,7 +7,7 @@ network's smallest input (AlexNet: 67x67). LeNet-5 keeps its 32x32 grey input. R
 parameters and GMACs at that input, training time per run, test accuracy over the seeds.
 
     python experiments/study_leaderboard.py [--models NAME ...] [--datasets signs smiles] [--seeds 3]
-        [--board NAME ...]
+        [--board NAME ...] [--jobs N]
     cnnzoo study leaderboard ...
 
 Only the networks named by --models (default: all) are trained, on the --datasets (default:
@@ -16,34 +16,45 @@ others, so the board fills in over several sessions and machines: each finished 
 metrics.json is recorded in docs/runs/experiments/ (committed; the run folders in
 runs/experiments/ are not), and a recorded run, in any precision, is not trained again. Runs
 are shared with experiments/train_targets.py.
+--jobs N trains N runs at once, each in its own process, cheapest rows first: one small
+network leaves a lent GPU mostly idle, and the GPU's lease is short. Such runs shared the
+machine, which the table says beside their time.
 Writes docs/STUDIES.md (section leaderboard) and docs/figures/leaderboard.png.
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
+import json
+import os
 import re
 import statistics
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cnnzoo  # noqa: E402,F401  (selects the backend)
 from common import (  # noqa: E402
-    command_line, machine, mean_sd, pyplot, save_figure, study_parser, total_training, train_or_reuse,
+    command_line, machine, mean_sd, pyplot, run_folder, save_figure, study_parser, total_training, train_or_reuse,
     write_section,
 )
 
+from cnnzoo import atomic  # noqa: E402
 from cnnzoo.cost import total_macs  # noqa: E402
 from cnnzoo.datasets import dataset_info  # noqa: E402
 from cnnzoo.models import get_model, list_models, model_info  # noqa: E402
-from cnnzoo.train import PRECISIONS, TrainConfig, output_units  # noqa: E402
+from cnnzoo.train import PRECISIONS, TrainConfig, output_units, recipe_for  # noqa: E402
 
 DATASETS = ("signs", "smiles")
 SMALLEST_INPUT = {"alexnet": 67}  # the networks whose pooling needs more than 64x64
 SEEDS_SHOWN = 5  # finished runs of seeds 0..4 count, whoever trained them
 EARLIER = "†"  # marks a row carried from the table as last written (see earlier_rows)
 ZOOM = 4  # accuracy points below the best that the figure shows to scale
+TRAIN_IMAGES = {"signs": 899, "smiles": 9_668}  # per epoch, as recorded: orders --jobs' runs by cost
 
 
 def zoo() -> list[str]:
@@ -76,6 +87,7 @@ def finished_run(name: str, dataset: str, seed: int, args, *, train: bool) -> di
     return run(reuse_only=False) if train else None
 
 
+@functools.cache
 def cost(name: str, dataset: str) -> tuple[int, int, str]:
     """(parameters, MACs, 'HxWxC') of the network as trained on `dataset`."""
     info = model_info(name)
@@ -108,7 +120,42 @@ def train_time(runs: list[dict]) -> str:
         return "—"
     gpus = sorted({d for m in runs for d in m["devices"] if not d.startswith("cpu")})
     minutes = f"{statistics.median(m['wall_time_s'] for m in runs) / 60:.1f} min"
+    shared = max(m.get("concurrent_runs", 1) for m in runs)
+    minutes += f" ({shared} runs at once)" if shared > 1 else ""
     return f"{minutes} on {', '.join(gpus)}" if gpus else minutes
+
+
+def train_in_parallel(args, names: list[str]) -> None:
+    """Train the missing seeds of `names` on --datasets, --jobs at a time, each run in its own
+    process; cheapest first (MACs x images x epochs), so a stopped lease leaves whole rows. Each
+    record notes how many runs shared the machine."""
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # this process builds models too (cost)
+    todo = [(name, dataset, seed) for dataset in args.datasets for name in names for seed in range(args.seeds)
+            if finished_run(name, dataset, seed, args, train=False) is None]
+    todo.sort(key=lambda run: cost(run[0], run[1])[1] * TRAIN_IMAGES[run[1]] * recipe_for(run[0]).epochs)
+    jobs = min(args.jobs, len(todo))
+    env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false",  # JAX: share the GPU's memory
+           "XLA_PYTHON_CLIENT_MEM_FRACTION": f"{0.9 / max(jobs, 1):.3f}",
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(jobs, 1))))}
+    options = ["--docs", str(args.docs), "--runs", str(args.runs), "--train-fraction", str(args.train_fraction)]
+    options += ["--epochs", str(args.epochs)] if args.epochs else []
+
+    def train(run: tuple[str, str, int]) -> None:
+        name, dataset, seed = run
+        done = subprocess.run([sys.executable, __file__, "--child", name, dataset, str(seed), *options], env=env,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"{name} on {dataset}, seed {seed}: failed:\n{done.stderr[-3000:]}", flush=True)
+            return
+        recorded = args.docs / "runs" / "experiments" / f"{run_folder(config(name, dataset, seed, args), 'experiments').name}.json"
+        metrics = json.loads(recorded.read_text())
+        atomic.write_json(recorded, {**metrics, "concurrent_runs": jobs})
+        print(f"{name} on {dataset}, seed {seed}: {metrics['test']['accuracy']:.1%} "
+              f"in {metrics['wall_time_s'] / 60:.1f} min", flush=True)
+
+    print(f"training {len(todo)} runs, {jobs} at a time", flush=True)
+    with ThreadPoolExecutor(max(jobs, 1)) as pool:
+        list(pool.map(train, todo))
 
 
 def plot(rows: list[dict]):
@@ -160,9 +207,18 @@ def main(argv=None) -> None:
     parser.add_argument("--board", nargs="+", default=None, help="networks in the table (default: all)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS,
                         help="train the --models on these (the table lists every dataset)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process")
+    parser.add_argument("--child", nargs=3, metavar=("NAME", "DATASET", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:  # one run of train_in_parallel
+        name, dataset, seed = args.child
+        finished_run(name, dataset, int(seed), args, train=True)
+        return
     defaults = vars(parser.parse_args([]))
     train_now = set(zoo() if args.models is None else args.models)
+    if args.jobs > 1:
+        train_in_parallel(args, [name for name in args.board or zoo() if name in train_now])
+        train_now = set()  # a run that failed there is not tried again here
     earlier = earlier_rows(args.docs / "STUDIES.md")
     rows = []
     for dataset in DATASETS:

@@ -87,6 +87,17 @@ def test_leaderboard_trains_the_named_networks_and_lists_the_rest(tmp_path):
     assert all(row.endswith("| not trained yet | — |") for row in table_rows(section) if row.startswith("| smiles |"))
 
 
+def test_the_leaderboard_trains_several_runs_at_once_and_says_they_shared_the_machine(tmp_path):
+    section = run("leaderboard", tmp_path, "--models", "lenet5", "lenet5_modern", "--board", "lenet5", "lenet5_modern",
+                  "--datasets", "signs", "--train-fraction", 0.1, "--jobs", 2)
+    rows = signs_rows(section)
+    assert len(rows) == 2 and all(re.search(r"\| \d+\.\d% \(1\) \| \d+\.\d min \(2 runs at once\) \|$", r) for r in rows)
+    records = sorted((tmp_path / "docs" / "runs" / "experiments").iterdir())
+    assert [r.name.split("-")[0] for r in records] == ["lenet5", "lenet5_modern"]
+    assert all(json.loads(r.read_text())["concurrent_runs"] == 2 for r in records)
+    assert len(list((tmp_path / "runs" / "experiments").iterdir())) == 2  # each trained once, by its own process
+
+
 def test_the_leaderboard_keeps_recorded_runs_whose_folders_are_gone(tmp_path):
     first = run("leaderboard", tmp_path, "--models", "lenet5", "--board", "lenet5", "--datasets", "signs",
                 "--train-fraction", 0.1)
