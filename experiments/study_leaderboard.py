@@ -258,7 +258,8 @@ RECIPES](../src/cnnzoo/train.py)) at the smaller of its default input and the da
 (never below its smallest input; LeNet-5 reads 32x32 grey). Parameters and GMACs at that input
 and the dataset's classes; test accuracy on the dataset's test split, best epoch chosen on
 validation; training time per run (the median over seeds), on the CPU named above unless a GPU
-is named. Every finished run is recorded in [runs/](runs/) (its metrics.json), so the table
+is named ("N runs at once": trained N at a time on that machine, `--jobs N`, so each took longer
+than it would alone). Every finished run is recorded in [runs/](runs/) (its metrics.json), so the table
 keeps the runs of earlier sessions and other machines. {EARLIER} marks figures measured before
 runs were recorded (on this machine kind, 2026-11-25), carried from the table as then
 written; `--models NAME` trains and records them again. "Not trained yet" marks the networks
