@@ -162,6 +162,8 @@ def child_torch(case: str, steps: int, warmup: int) -> dict:
         variants += [("eager bf16", False, torch.bfloat16), ("compile bf16", True, torch.bfloat16)]
     best, best_step = None, None
     for label, compiled, autocast in variants:
+        if cuda:  # each variant's own peak (the best one's network is kept for the busy time)
+            torch.cuda.reset_peak_memory_stats()
         net = torch_reference.build(name, classes).to(device, memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(net.parameters(), 1e-3)
         forward = torch.compile(net) if compiled else net
