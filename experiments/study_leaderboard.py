@@ -125,37 +125,40 @@ def train_time(runs: list[dict]) -> str:
     return f"{minutes} on {', '.join(gpus)}" if gpus else minutes
 
 
-def train_in_parallel(args, names: list[str]) -> None:
+def train_in_parallel(args, names: list[str]) -> list[str]:
     """Train the missing seeds of `names` on --datasets, --jobs at a time, each run in its own
     process; cheapest first (MACs x images x epochs), so a stopped lease leaves whole rows. Each
-    record notes how many runs shared the machine."""
+    record notes how many runs shared the machine. Returns the runs that failed."""
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # this process builds models too (cost)
     todo = [(name, dataset, seed) for dataset in args.datasets for name in names for seed in range(args.seeds)
             if finished_run(name, dataset, seed, args, train=False) is None]
     todo.sort(key=lambda run: cost(run[0], run[1])[1] * TRAIN_IMAGES[run[1]] * recipe_for(run[0]).epochs)
     jobs = min(args.jobs, len(todo))
+    if not todo:
+        return []
     env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false",  # JAX: share the GPU's memory
-           "XLA_PYTHON_CLIENT_MEM_FRACTION": f"{0.9 / max(jobs, 1):.3f}",
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(jobs, 1))))}
+           "XLA_PYTHON_CLIENT_MEM_FRACTION": f"{0.9 / jobs:.3f}",
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))}
     options = ["--docs", str(args.docs), "--runs", str(args.runs), "--train-fraction", str(args.train_fraction)]
     options += ["--epochs", str(args.epochs)] if args.epochs else []
 
-    def train(run: tuple[str, str, int]) -> None:
+    def train(run: tuple[str, str, int]) -> str | None:
         name, dataset, seed = run
         done = subprocess.run([sys.executable, __file__, "--child", name, dataset, str(seed), *options], env=env,
                               capture_output=True, text=True)
         if done.returncode != 0:
             print(f"{name} on {dataset}, seed {seed}: failed:\n{done.stderr[-3000:]}", flush=True)
-            return
+            return f"{name} on {dataset} (seed {seed})"
         recorded = args.docs / "runs" / "experiments" / f"{run_folder(config(name, dataset, seed, args), 'experiments').name}.json"
         metrics = json.loads(recorded.read_text())
         atomic.write_json(recorded, {**metrics, "concurrent_runs": jobs})
         print(f"{name} on {dataset}, seed {seed}: {metrics['test']['accuracy']:.1%} "
               f"in {metrics['wall_time_s'] / 60:.1f} min", flush=True)
+        return None
 
     print(f"training {len(todo)} runs, {jobs} at a time", flush=True)
-    with ThreadPoolExecutor(max(jobs, 1)) as pool:
-        list(pool.map(train, todo))
+    with ThreadPoolExecutor(jobs) as pool:
+        return [failed for failed in pool.map(train, todo) if failed]
 
 
 def plot(rows: list[dict]):
@@ -216,8 +219,9 @@ def main(argv=None) -> None:
         return
     defaults = vars(parser.parse_args([]))
     train_now = set(zoo() if args.models is None else args.models)
+    failed = []
     if args.jobs > 1:
-        train_in_parallel(args, [name for name in args.board or zoo() if name in train_now])
+        failed = train_in_parallel(args, [name for name in args.board or zoo() if name in train_now])
         train_now = set()  # a run that failed there is not tried again here
     earlier = earlier_rows(args.docs / "STUDIES.md")
     rows = []
@@ -276,6 +280,9 @@ seeds as error bars; the others sit on its lower edge, their accuracy in the lab
 ![accuracy vs GMACs](figures/leaderboard.png)
 """, args.docs / "STUDIES.md")
     print(f"wrote {args.docs / 'STUDIES.md'} and {figure}")
+    if failed:
+        sys.exit(f"{len(failed)} run{'s' * (len(failed) > 1)} failed: {', '.join(failed)}; their errors are printed above, and "
+                 "the table lists them as not trained. Fix the cause and run the same command again.")
 
 
 if __name__ == "__main__":

@@ -98,6 +98,21 @@ def test_the_leaderboard_trains_several_runs_at_once_and_says_they_shared_the_ma
     assert len(list((tmp_path / "runs" / "experiments").iterdir())) == 2  # each trained once, by its own process
 
 
+def test_the_leaderboard_names_the_parallel_runs_that_failed_writes_the_table_and_exits_non_zero(
+        tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    crashed = subprocess.CompletedProcess([], 1, "", "Traceback (most recent call last):\nMemoryError: out of memory")
+    monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: crashed)
+    with pytest.raises(SystemExit, match=r"^2 runs failed: lenet5_modern on signs \(seed 0\), lenet5 on signs "
+                                         r"\(seed 0\); their errors are printed above"):
+        run("leaderboard", tmp_path, "--models", "lenet5", "lenet5_modern", "--board", "lenet5", "lenet5_modern",
+            "--datasets", "signs", "--jobs", 2)
+    assert "MemoryError: out of memory" in capsys.readouterr().out
+    section = (tmp_path / "docs" / "STUDIES.md").read_text()
+    assert "| signs | `lenet5` | 32x32x1 | 61,366 | 0.000422 | not trained yet | — |" in section
+
+
 def test_the_leaderboard_keeps_recorded_runs_whose_folders_are_gone(tmp_path):
     first = run("leaderboard", tmp_path, "--models", "lenet5", "--board", "lenet5", "--datasets", "signs",
                 "--train-fraction", 0.1)
