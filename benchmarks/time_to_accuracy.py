@@ -82,7 +82,8 @@ def child_cnnzoo(model: str, dataset: str, target: float, epochs: int | None = N
         train(config, verbose=0, callbacks=[clock])
         resolved = config.resolved()
     return result(clock.curve, target, f"keras {keras.__version__} on {keras.backend.backend()}, cnnzoo train's "
-                  f"default recipe ({resolved.epochs} epochs, Adam {resolved.lr:g}, augment {resolved.augment})")
+                  f"default recipe ({resolved.epochs} epochs, Adam {resolved.lr:g}, "
+                  f"{'augment ' + resolved.augment if resolved.augment else 'no augmentation'})")
 
 
 def child_keras(model: str, dataset: str, target: float, epochs: int | None = None) -> dict:
