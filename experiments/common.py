@@ -63,6 +63,11 @@ def run_folder(config, folder: str, runs: Path = ROOT / "runs") -> Path:
     return Path(runs) / folder / f"{config.model}-{config.dataset}-{digest}-s{config.seed}"
 
 
+def record_path(config, folder: str, record: Path) -> Path:
+    """Where train_or_reuse records the metrics of `config`'s run: RECORD/FOLDER/RUN.json."""
+    return Path(record) / folder / f"{run_folder(config, folder).name}.json"
+
+
 def train_or_reuse(config, folder: str, runs: Path = ROOT / "runs", *, reuse_only: bool = False,
                    record: Path | None = None) -> dict | None:
     """metrics.json of `config` trained in its run_folder, reusing (or resuming) a run with
@@ -80,7 +85,7 @@ def train_or_reuse(config, folder: str, runs: Path = ROOT / "runs", *, reuse_onl
 
     config = config.resolved()
     out = run_folder(config, folder, runs)
-    recorded = Path(record) / folder / f"{out.name}.json" if record else None
+    recorded = record_path(config, folder, record) if record else None
     if recorded and recorded.exists():  # first: a study may have noted more there (concurrent_runs)
         return json.loads(recorded.read_text())
     if (out / "metrics.json").exists():

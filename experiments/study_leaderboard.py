@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cnnzoo  # noqa: E402,F401  (selects the backend)
 from common import (  # noqa: E402
-    command_line, machine, mean_sd, pyplot, run_folder, save_figure, study_parser, total_training, train_or_reuse,
+    command_line, machine, mean_sd, pyplot, record_path, save_figure, study_parser, total_training, train_or_reuse,
     write_section,
 )
 
@@ -149,7 +149,7 @@ def train_in_parallel(args, names: list[str]) -> list[str]:
         if done.returncode != 0:
             print(f"{name} on {dataset}, seed {seed}: failed:\n{done.stderr[-3000:]}", flush=True)
             return f"{name} on {dataset} (seed {seed})"
-        recorded = args.docs / "runs" / "experiments" / f"{run_folder(config(name, dataset, seed, args), 'experiments').name}.json"
+        recorded = record_path(config(name, dataset, seed, args), "experiments", args.docs / "runs")
         metrics = json.loads(recorded.read_text())
         atomic.write_json(recorded, {**metrics, "concurrent_runs": jobs})
         print(f"{name} on {dataset}, seed {seed}: {metrics['test']['accuracy']:.1%} "
@@ -213,6 +213,8 @@ def main(argv=None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process")
     parser.add_argument("--child", nargs=3, metavar=("NAME", "DATASET", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: give the number of runs to train at once, 1 or more.")
     if args.child:  # one run of train_in_parallel
         name, dataset, seed = args.child
         finished_run(name, dataset, int(seed), args, train=True)

@@ -113,6 +113,14 @@ def test_the_leaderboard_names_the_parallel_runs_that_failed_writes_the_table_an
     assert "| signs | `lenet5` | 32x32x1 | 61,366 | 0.000422 | not trained yet | — |" in section
 
 
+def test_the_leaderboard_refuses_fewer_than_one_job(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        run("leaderboard", tmp_path, "--models", "lenet5", "--jobs", 0)
+    assert stopped.value.code == 2
+    assert "--jobs 0: give the number of runs to train at once, 1 or more." in capsys.readouterr().err
+    assert not (tmp_path / "docs").exists()
+
+
 def test_the_leaderboard_keeps_recorded_runs_whose_folders_are_gone(tmp_path):
     first = run("leaderboard", tmp_path, "--models", "lenet5", "--board", "lenet5", "--datasets", "signs",
                 "--train-fraction", 0.1)
