@@ -317,14 +317,15 @@ in the same run, one after the other:
 {runs}
 """]
     if throughput:
+        rendered = table(throughput)
         busy = ("; GPU busy is the share of time a kernel ran while (a) and (b) trained on for "
-                f"{BUSY_SECONDS:.0f} s more (NVML)" if "GPU busy" in table(throughput) else "")
+                f"{BUSY_SECONDS:.0f} s more (NVML)" if "GPU busy" in rendered else "")
         sections.append(f"""## Throughput and memory
 
 Median images/s over {steps} synchronised steps after {warmup} warm-up steps, synthetic
 data; peak RSS is each peer's whole process{busy}.
 
-{table(throughput)}
+{rendered}
 """)
     if accuracy:
         sections.append(f"""## Time to accuracy
