@@ -7,6 +7,7 @@ shapes) but never run in the default suite.
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +204,32 @@ def test_plain_and_residual_twins_differ_only_by_their_shortcuts(depth, kwargs, 
     assert twin.get_layer("res3a_relu").input is twin.get_layer(last_bn).output
 
 
+@pytest.mark.parametrize("name, blocks, branch_end", [
+    ("resnet20", 9, "bn{}_branch2b"),  # basic blocks: the second BN
+    ("resnet50", 16, "bn{}_branch2c"),  # the course's bottlenecks: the third BN
+    ("resnet50v2", 16, "res{}_branch2c"),  # pre-activation: the last conv ends the branch
+])
+def test_zero_init_residual_starts_every_block_as_its_shortcut(name, blocks, branch_end):
+    size = {"input_shape": (32, 32, 3), "classes": 6}
+    model, default = get_model(name, zero_init_residual=True, **size), get_model(name, **size)
+    ends = [layer for layer in model.layers if re.fullmatch(branch_end.format("[2-5][a-z0-9]+"), layer.name)]
+    assert len(ends) == blocks
+    for layer in ends:
+        weight = layer.gamma if isinstance(layer, keras.layers.BatchNormalization) else layer.kernel
+        assert not np.any(keras.ops.convert_to_numpy(weight))
+        assert np.any(keras.ops.convert_to_numpy(default.get_layer(layer.name).weights[0]))
+    # Nothing else changes: the other scales start at one, and the count is the same.
+    assert all(np.all(keras.ops.convert_to_numpy(layer.gamma) == 1) for layer in model.layers
+               if isinstance(layer, keras.layers.BatchNormalization) and layer not in ends)
+    assert model.count_params() == default.count_params()
+    # Block 3b keeps its input's shape, so it now passes the input through: v1 adds zero and
+    # applies a ReLU to 3a's output (already >= 0), v2 adds zero and nothing else.
+    end = "_add" if name == "resnet50v2" else "_relu"
+    probe = keras.Model(model.inputs[0], [model.get_layer(f"res3a{end}").output, model.get_layer(f"res3b{end}").output])
+    block_input, block_output = probe(np.random.default_rng(0).random((2, 32, 32, 3), "float32"))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(block_output), keras.ops.convert_to_numpy(block_input))
+
+
 def test_registered_plain_nets_equal_option_a_resnets_in_size():
     assert get_model("plain34").count_params() == resnet(34, shortcut="padding").count_params()
     assert get_model("plain18").name == "Plain18" and get_model("resnet34", shortcut="padding").name == "ResNet34"
@@ -229,6 +256,7 @@ def test_cifar_layout_has_the_papers_sizes():
     (lambda: get_model("googlenet", aux_logits=True, input_shape=(64, 64, 3)), "smallest that works is 65x65"),
     (lambda: get_model("vgg16", classes=0), "classes must be a positive integer"),
     (lambda: get_model("resnet18", pooling="sum", include_top=False), "pooling must be"),
+    (lambda: get_model("plain20", zero_init_residual=True), "a plain network has none"),
 ])
 def test_bad_arguments_are_one_clear_sentence(call, message):
     with pytest.raises(UserError, match=message):

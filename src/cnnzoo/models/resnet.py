@@ -55,6 +55,9 @@ IMAGENET_DEPTHS = {
 IMAGENET_WIDTHS = (64, 128, 256, 512)  # 3x3 width per stage; bottlenecks output 4x this
 CIFAR_WIDTHS = (16, 32, 64)  # Section 4.2: 6n+2 layers, three stages of n basic blocks
 BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block, "preact": preact_bottleneck_block}
+# The last layer of each block's residual branch, before the sum: a BN on v1, a 1x1 conv on v2.
+BRANCH_END = {"basic": "bn{stage}{block}_branch2b", "bottleneck": "bn{stage}{block}_branch2c",
+              "preact": "res{stage}{block}_branch2c"}
 PAPER_V1 = "He, Zhang, Ren, Sun: Deep Residual Learning for Image Recognition (CVPR 2016)"
 PAPER_V2 = "He, Zhang, Ren, Sun: Identity Mappings in Deep Residual Networks (ECCV 2016)"
 
@@ -100,6 +103,7 @@ def _resnet(
     classifier_activation="softmax",
     kernel_initializer=HE_NORMAL,
     min_size: int = 1,
+    zero_init_residual: bool = False,
 ):
     """The one ResNet builder: `kind` in BLOCKS, `blocks_per_stage` a tuple, stem 'imagenet',
     'course' (no pad before pool1) or 'cifar' (3x3 conv, no pool)."""
@@ -112,11 +116,17 @@ def _resnet(
             f"{model_name}: shortcut must be 'projection', 'padding' or None. "
             f"Received: shortcut={shortcut!r}"
         )
+    if zero_init_residual and shortcut is None:
+        raise UserError(
+            f"{model_name}: zero_init_residual starts each block as its shortcut, and a plain "
+            "network has none (its blocks would output zeros): leave it False."
+        )
     version = 2 if kind == "preact" else 1
     init = seeded_glorot() if kernel_initializer == "course" else kernel_initializer
     block_init = None if kernel_initializer == "course" else kernel_initializer  # None: seeded
     inputs = keras.Input(input_shape, name="input")
     x = _stem(inputs, stem, version, init, bias=kind != "basic")
+    branch_ends = []  # the last layer of each block's residual branch
     for index, (width, blocks) in enumerate(zip(widths, blocks_per_stage)):
         stage = index + 2
         filters = width if kind == "basic" else (width, width, 4 * width)
@@ -124,17 +134,32 @@ def _resnet(
             stride = 2 if number == 0 and index > 0 else 1
             x = BLOCKS[kind](x, filters, stage, block, stride=stride, shortcut=shortcut,
                              kernel_initializer=block_init)
+            branch_ends.append(BRANCH_END[kind].format(stage=stage, block=block))
     # 7x7 at 224 (v1/v2 ImageNet); 2x2 at the course's 64x64
     if version == 2:
         x = layers.BatchNormalization(axis=channel_axis(), name="post_bn")(x)
         x = layers.Activation("relu", name="post_relu")(x)
-    if not include_top:
-        return keras.Model(inputs, backbone_pooling(x, pooling), name=model_name)
-    x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)  # 1x1xC
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(classes, activation=classifier_activation, name=f"fc{classes}",
-                     kernel_initializer=init if kernel_initializer == "course" else "glorot_uniform")(x)
-    return keras.Model(inputs, x, name=model_name)
+    if include_top:
+        x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)  # 1x1xC
+        x = layers.Flatten(name="flatten")(x)
+        x = layers.Dense(classes, activation=classifier_activation, name=f"fc{classes}",
+                         kernel_initializer=init if kernel_initializer == "course" else "glorot_uniform")(x)
+    else:
+        x = backbone_pooling(x, pooling)
+    model = keras.Model(inputs, x, name=model_name)
+    if zero_init_residual:
+        _zero_branch_ends(model, branch_ends)
+    return model
+
+
+def _zero_branch_ends(model: keras.Model, names) -> None:
+    """Zero the last scale of every residual branch, so that each block starts as its shortcut
+    (Goyal et al. 2017, "Accurate, Large Minibatch SGD"; torchvision's `zero_init_residual`,
+    timm's `zero_init_last`): a very deep v1 network then starts as a shallow one."""
+    for name in names:
+        layer = model.get_layer(name)
+        weight = layer.gamma if isinstance(layer, layers.BatchNormalization) else layer.kernel
+        weight.assign(keras.ops.zeros(weight.shape, weight.dtype))
 
 
 def resnet(
@@ -148,6 +173,7 @@ def resnet(
     include_top: bool = True,
     pooling=None,
     classifier_activation="softmax",
+    zero_init_residual: bool = False,
 ) -> keras.Model:
     """A residual network of the given depth; `shortcut=None` gives its plain twin.
 
@@ -157,6 +183,8 @@ def resnet(
     with 16/32/64 filters and a 3x3 stem (Section 4.2), the paper's degradation study size.
     `shortcut` chooses what the shortcut does where shapes change: 'projection' (1x1 conv,
     option B), 'padding' (zero channels, option A, no parameters) or None (no shortcuts).
+    `zero_init_residual=True` zeroes the last BN scale (v2: the last conv) of every residual
+    branch, as torchvision's option of that name, so each block starts as its shortcut.
     """
     name = ("ResNet" if shortcut is not None else "Plain") + str(depth) + ("V2" if version == 2 else "")
     if version not in (1, 2):
@@ -187,7 +215,7 @@ def resnet(
     return _resnet(
         name, kind, blocks, widths=widths, stem=stem, shortcut=shortcut, input_shape=input_shape,
         classes=classes, include_top=include_top, pooling=pooling,
-        classifier_activation=classifier_activation,
+        classifier_activation=classifier_activation, zero_init_residual=zero_init_residual,
     )
 
 
@@ -212,6 +240,7 @@ def ResNet50(
     include_top: bool = True,
     pooling=None,
     classifier_activation="softmax",
+    zero_init_residual: bool = False,
 ) -> keras.Model:
     """Build the course's ResNet-50; 23,600,006 parameters at 64x64x3 with 6 classes.
 
@@ -226,6 +255,7 @@ def ResNet50(
         stem="course", input_shape=input_shape, classes=classes, include_top=include_top,
         pooling=pooling, classifier_activation=classifier_activation,
         kernel_initializer="course", min_size=5,  # pool1 (3x3, no padding) needs conv1 >= 3
+        zero_init_residual=zero_init_residual,
     )
 
 
@@ -238,10 +268,11 @@ def _variant(name, depth, *, version=1, shortcut="projection", reference_params=
         reference_params=reference_params,
     )
     def build(input_shape=(224, 224, 3), classes: int = 1000, *, shortcut=shortcut,
-              include_top: bool = True, pooling=None, classifier_activation="softmax"):
+              include_top: bool = True, pooling=None, classifier_activation="softmax",
+              zero_init_residual: bool = False):
         return resnet(depth, version=version, shortcut=shortcut, input_shape=input_shape,
                       classes=classes, include_top=include_top, pooling=pooling,
-                      classifier_activation=classifier_activation)
+                      classifier_activation=classifier_activation, zero_init_residual=zero_init_residual)
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = f"`resnet({depth}, version={version}, shortcut={shortcut!r})` at 224x224x3, 1000 classes."
@@ -280,9 +311,11 @@ def _cifar_variant(name, depth, *, shortcut="padding", reference_params=None):
         paper=PAPER_V1, year=2015, input_shape=(32, 32, 3), classes=10, reference_params=reference_params,
     )
     def build(input_shape=(32, 32, 3), classes: int = 10, *, shortcut=shortcut,
-              include_top: bool = True, pooling=None, classifier_activation="softmax"):
+              include_top: bool = True, pooling=None, classifier_activation="softmax",
+              zero_init_residual: bool = False):
         return resnet(depth, layout="cifar", shortcut=shortcut, input_shape=input_shape, classes=classes,
-                      include_top=include_top, pooling=pooling, classifier_activation=classifier_activation)
+                      include_top=include_top, pooling=pooling, classifier_activation=classifier_activation,
+                      zero_init_residual=zero_init_residual)
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = f"`resnet({depth}, layout='cifar', shortcut={shortcut!r})` at 32x32x3, 10 classes."
