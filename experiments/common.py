@@ -41,8 +41,9 @@ def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:
     atomic.write_text(path, text)
 
 
-# TrainConfig fields added after runs were hashed, with their defaults.
+# TrainConfig and Recipe fields added after runs were hashed, with their defaults.
 LATER_FIELDS = {"image_size": None, "init": None, "freeze": False, "train_fraction": 1.0, "stream": False}
+LATER_RECIPE_FIELDS = {"zero_init_residual": False}
 
 
 def run_folder(config, folder: str, runs: Path = ROOT / "runs") -> Path:
@@ -56,9 +57,11 @@ def run_folder(config, folder: str, runs: Path = ROOT / "runs") -> Path:
 
     config = config.resolved()
     settings = {**dataclasses.asdict(config), "out": None, "recipe": dataclasses.asdict(recipe_for(config.model))}
-    for field, default in LATER_FIELDS.items():  # keep the hashes of runs made before they existed
-        if settings[field] == default:
-            del settings[field]
+    # Keep the hashes of runs made before those fields existed.
+    for fields, values in ((LATER_FIELDS, settings), (LATER_RECIPE_FIELDS, settings["recipe"])):
+        for field, default in fields.items():
+            if values[field] == default:
+                del values[field]
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     return Path(runs) / folder / f"{config.model}-{config.dataset}-{digest}-s{config.seed}"
 

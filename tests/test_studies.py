@@ -151,6 +151,25 @@ def test_the_leaderboard_counts_the_bf16_runs_of_a_lent_gpu(tmp_path):
     assert not (tmp_path / "runs").exists()  # found, not trained again in fp32
 
 
+def test_every_row_of_the_committed_leaderboard_is_found_from_its_records():
+    """A new TrainConfig or Recipe field, or any change to the run hash, must not orphan the
+    records on main: each measured row of docs/STUDIES.md is found again, seed by seed."""
+    from types import SimpleNamespace
+
+    from cnnzoo.train import PRECISIONS
+
+    docs = EXPERIMENTS.parent / "docs"
+    board = re.search("<!-- leaderboard:start -->(.*)<!-- leaderboard:end -->", (docs / "STUDIES.md").read_text(), re.S)[1]
+    rows = re.findall(r"^\| (\w+) \| `(\w+)` \|.*\((\d)\) \| [^|]+ \|$", board, re.M)  # not the carried † rows
+    assert len(rows) > 20
+    leaderboard, common, defaults = study("leaderboard"), script("common"), SimpleNamespace(epochs=None, train_fraction=1.0)
+    for dataset, name, seeds in rows:
+        found = [seed for seed in range(3) if any(
+            common.record_path(leaderboard.config(name, dataset, seed, defaults, precision), "experiments",
+                               docs / "runs").exists() for precision in PRECISIONS)]
+        assert len(found) == int(seeds), f"{name} on {dataset}: records of seeds {found}, the table says {seeds}"
+
+
 def test_the_leaderboard_carries_rows_measured_before_runs_were_recorded(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "STUDIES.md").write_text(
