@@ -230,6 +230,15 @@ def test_zero_init_residual_starts_every_block_as_its_shortcut(name, blocks, bra
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(block_output), keras.ops.convert_to_numpy(block_input))
 
 
+def test_vgg_convolutions_start_he_normal_as_torchvision_unless_told_otherwise():
+    size = {"input_shape": (32, 32, 3), "classes": 6}
+    std = lambda model: float(np.std(keras.ops.convert_to_numpy(model.get_layer("block3_conv2").kernel)))
+    fan = 3 * 3 * 256  # block3_conv2: 3x3, 256 channels in and out
+    assert std(get_model("vgg16", **size)) == pytest.approx(np.sqrt(2 / fan), rel=0.03)  # He, fan-out
+    glorot = get_model("vgg19", kernel_initializer="glorot_uniform", **size)  # Keras applications' default
+    assert std(glorot) == pytest.approx(np.sqrt(2 / (fan + fan)), rel=0.03)
+
+
 def test_registered_plain_nets_equal_option_a_resnets_in_size():
     assert get_model("plain34").count_params() == resnet(34, shortcut="padding").count_params()
     assert get_model("plain18").name == "Plain18" and get_model("resnet34", shortcut="padding").name == "ResNet34"
