@@ -69,7 +69,8 @@ RECIPES = {
     # (training and validation accuracy 15-18% for 20 epochs).
     "alexnet": Recipe(lr=1e-4),
     # VGG has none either. vgg16 on signs at Adam 1e-3 from He-normal kernels: the loss rose to
-    # 13 in the first epoch and training accuracy stayed at 17% (every ReLU dead).
+    # 13 in the first epoch and training accuracy stayed at 17% (every ReLU dead); at 1e-4 it
+    # left chance at epoch 4. vgg19 at 1e-4 left it only at epoch 7-10 (3 seeds): 95.6% ± 3.1%.
     "vgg16": Recipe(lr=1e-4),
     "vgg19": Recipe(lr=1e-4),
 }
