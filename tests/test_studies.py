@@ -164,7 +164,7 @@ def test_every_row_of_the_committed_leaderboard_is_found_from_its_records():
     assert len(rows) > 20
     leaderboard, common, defaults = study("leaderboard"), script("common"), SimpleNamespace(epochs=None, train_fraction=1.0)
     for dataset, name, seeds in rows:
-        found = [seed for seed in range(3) if any(
+        found = [seed for seed in range(leaderboard.SEEDS_SHOWN) if any(
             common.record_path(leaderboard.config(name, dataset, seed, defaults, precision), "experiments",
                                docs / "runs").exists() for precision in PRECISIONS)]
         assert len(found) == int(seeds), f"{name} on {dataset}: records of seeds {found}, the table says {seeds}"

@@ -40,8 +40,8 @@ def vgg(
     Dropout (0.5 in the paper) follows fc1 and fc2. At 224x224 the last pool is 7x7x512;
     a smaller input (down to 32x32) gives a smaller map and so a smaller fc1.
     The convolutions start He-normal (fan-out), as torchvision's VGG: from Keras' glorot-uniform
-    (`kernel_initializer="glorot_uniform"`), with no batch norm, 13 ReLU layers shrink the
-    signal and training did not leave chance on signs (see docs/RESULTS.md).
+    (`kernel_initializer="glorot_uniform"`), with no batch norm, 13 (or 16) ReLU convolutions
+    shrink the signal, and vgg16 did not leave chance on signs (see docs/RESULTS.md).
     """
     input_shape = check_arguments(
         config, input_shape, classes, min_size=MIN_SIZE, pooling=pooling, include_top=include_top
