@@ -28,7 +28,6 @@ import argparse
 import functools
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -52,7 +51,6 @@ from cnnzoo.train import PRECISIONS, TrainConfig, output_units, recipe_for  # no
 DATASETS = ("signs", "smiles")
 SMALLEST_INPUT = {"alexnet": 67}  # the networks whose pooling needs more than 64x64
 SEEDS_SHOWN = 5  # finished runs of seeds 0..4 count, whoever trained them
-EARLIER = "†"  # marks a row carried from the table as last written (see earlier_rows)
 ZOOM = 4  # accuracy points below the best that the figure shows to scale
 TRAIN_IMAGES = {"signs": 899, "smiles": 9_668}  # per epoch, as recorded: orders --jobs' runs by cost
 
@@ -95,22 +93,6 @@ def cost(name: str, dataset: str) -> tuple[int, int, str]:
     shape = (side, side, info.input_shape[2])
     model = get_model(name, input_shape=shape, classes=output_units(info.classes, dataset_info(dataset).num_classes))
     return model.count_params(), total_macs(model), "x".join(map(str, shape))
-
-
-def earlier_rows(studies: Path) -> dict:
-    """(dataset, network) -> (accuracy cell, time cell, mean accuracy) of the table as last
-    written, for networks measured before finished runs were recorded in docs/runs/: their run
-    folders are gone, and the table is the only record of them until they are trained again."""
-    text = studies.read_text() if studies.exists() else ""
-    section = re.search(r"<!-- leaderboard:start -->(.*?)<!-- leaderboard:end -->", text, re.S)
-    rows = {}
-    for line in section.group(1).splitlines() if section else []:
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        measured = re.match(r"(\d+\.\d)% .*\(\d+\)", cells[5]) if len(cells) == 7 else None
-        if measured:
-            accuracy = cells[5].removesuffix(EARLIER).strip()
-            rows[cells[0], cells[1].strip("`")] = (accuracy, cells[6], float(measured.group(1)) / 100)
-    return rows
 
 
 def train_time(runs: list[dict]) -> str:
@@ -225,7 +207,6 @@ def main(argv=None) -> None:
     if args.jobs > 1:
         failed = train_in_parallel(args, [name for name in args.board or zoo() if name in train_now])
         train_now = set()  # a run that failed there is not tried again here
-    earlier = earlier_rows(args.docs / "STUDIES.md")
     rows = []
     for dataset in DATASETS:
         for name in args.board or zoo():
@@ -238,13 +219,7 @@ def main(argv=None) -> None:
             accuracies = [m["test"]["accuracy"] for m in found]
             row = {"name": name, "dataset": dataset, "runs": found, "params": params, "macs": macs, "shape": shape,
                    "mean": statistics.mean(accuracies) if found else None}
-            if found:
-                row["cells"] = f"{mean_sd(accuracies)} ({len(found)})", train_time(found)
-            elif (dataset, name) in earlier:
-                accuracy, time, row["mean"] = earlier[dataset, name]
-                row["cells"] = f"{accuracy} {EARLIER}", time
-            else:
-                row["cells"] = "not trained yet", "—"
+            row["cells"] = (f"{mean_sd(accuracies)} ({len(found)})", train_time(found)) if found else ("not trained yet", "—")
             rows.append(row)
     figure = args.docs / "figures" / "leaderboard.png"
     save_figure(plot(rows), figure)
@@ -266,15 +241,12 @@ and the dataset's classes; test accuracy on the dataset's test split, best epoch
 validation; training time per run (the median over seeds), on the CPU named above unless a GPU
 is named ("N runs at once": trained N at a time on that machine, `--jobs N`, so each took longer
 than it would alone). Every finished run is recorded in [runs/](runs/) (its metrics.json), so the table
-keeps the runs of earlier sessions and other machines. {EARLIER} marks figures measured before
-runs were recorded (on this machine kind, 2026-11-25), carried from the table as then
-written; `--models NAME` trains and records them again. "Not trained yet" marks the networks
+keeps the runs of earlier sessions and other machines. "Not trained yet" marks the networks
 no machine has had the hours for yet; `--models NAME ...` trains them and the table fills in.
 
 {chr(10).join(lines)}
 
-Time: {total_training(m for r in rows for m in r['runs'])} ({EARLIER} rows not counted; a rerun reuses
-finished runs).
+Time: {total_training(m for r in rows for m in r['runs'])} (a rerun reuses finished runs).
 
 The figure plots each dataset's networks within {ZOOM} points of its best to scale, with the sd over
 seeds as error bars; the others sit on its lower edge, their accuracy in the label.

@@ -160,7 +160,7 @@ def test_every_row_of_the_committed_leaderboard_is_found_from_its_records():
 
     docs = EXPERIMENTS.parent / "docs"
     board = re.search("<!-- leaderboard:start -->(.*)<!-- leaderboard:end -->", (docs / "STUDIES.md").read_text(), re.S)[1]
-    rows = re.findall(r"^\| (\w+) \| `(\w+)` \|.*\((\d)\) \| [^|]+ \|$", board, re.M)  # not the carried † rows
+    rows = re.findall(r"^\| (\w+) \| `(\w+)` \|.*\((\d)\) \| [^|]+ \|$", board, re.M)
     assert len(rows) > 20
     leaderboard, common, defaults = study("leaderboard"), script("common"), SimpleNamespace(epochs=None, train_fraction=1.0)
     for dataset, name, seeds in rows:
@@ -168,24 +168,6 @@ def test_every_row_of_the_committed_leaderboard_is_found_from_its_records():
             common.record_path(leaderboard.config(name, dataset, seed, defaults, precision), "experiments",
                                docs / "runs").exists() for precision in PRECISIONS)]
         assert len(found) == int(seeds), f"{name} on {dataset}: records of seeds {found}, the table says {seeds}"
-
-
-def test_the_leaderboard_carries_rows_measured_before_runs_were_recorded(tmp_path):
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "STUDIES.md").write_text(
-        "<!-- leaderboard:start -->\n| dataset | network | input | parameters | GMACs | test accuracy (seeds) | "
-        "train time per run |\n| --- | --- | --- | ---: | ---: | --- | ---: |\n"
-        "| signs | `happy` | 64x64x3 | 201,478 | 0.0196 | 52.0% ± 5.5% (3) | 1.4 min |\n"
-        "| signs | `lenet5` | 32x32x1 | 61,366 | 0.000422 | 82.2% ± 0.8% (3) | 0.4 min |\n"
-        "| signs | `alexnet` | 67x67x3 | 21,605,766 | 0.0838 | not trained yet | — |\n<!-- leaderboard:end -->\n")
-    section = run("leaderboard", tmp_path, "--models", "lenet5", "--board", "lenet5", "happy", "alexnet",
-                  "--datasets", "signs", "--train-fraction", 0.1)
-    carried, trained, waiting = signs_rows(section)  # by accuracy: 52% above one epoch on 10% of the data
-    assert re.match(r"\| signs \| `lenet5` \| .* \| \d+\.\d% \(1\) \| \d+\.\d min \|$", trained)  # the record wins
-    assert carried == "| signs | `happy` | 64x64x3 | 201,478 | 0.0196 | 52.0% ± 5.5% (3) † | 1.4 min |"
-    assert waiting.endswith("| not trained yet | — |")
-    again = run("leaderboard", tmp_path, "--models", "--board", "happy", "--datasets", "signs")
-    assert signs_rows(again) == [carried]  # carried once more, not marked twice
 
 
 def test_the_leaderboard_figure_keeps_a_dense_cluster_readable():
