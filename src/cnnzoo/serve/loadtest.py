@@ -197,6 +197,13 @@ class ServerProcess:
         return self.log.read()
 
 
+def _default_sigint() -> None:
+    """In the server's process, before Python starts: Ctrl+C acts as in a terminal. A shell runs
+    a background job (`cmd &` in a script) with SIGINT ignored, and children inherit that; uvicorn
+    then re-raised the SIGINT it had handled into the ignored state and the server exited 0."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def serve_subprocess(model, *, port: int | None = None, extra_args=(), start_timeout_s: float = 180.0, env=None):
     """`python -m cnnzoo serve MODEL` on 127.0.0.1 in its own process; yields a ServerProcess.
@@ -210,7 +217,7 @@ def serve_subprocess(model, *, port: int | None = None, extra_args=(), start_tim
                *map(str, extra_args)]
     with tempfile.TemporaryFile("w+", encoding="utf-8") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True,
-                                   env={**os.environ, **(env or {})})
+                                   env={**os.environ, **(env or {})}, preexec_fn=_default_sigint)
         server = ServerProcess(f"http://127.0.0.1:{port}", process, log)
         try:
             deadline = time.monotonic() + start_timeout_s
