@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -197,11 +198,20 @@ class ServerProcess:
         return self.log.read()
 
 
-def _default_sigint() -> None:
-    """In the server's process, before Python starts: Ctrl+C acts as in a terminal. A shell runs
-    a background job (`cmd &` in a script) with SIGINT ignored, and children inherit that; uvicorn
-    then re-raised the SIGINT it had handled into the ignored state and the server exited 0."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+@contextlib.contextmanager
+def _sigint_not_ignored():
+    """Ctrl+C in the server acts as in a terminal. A shell runs a background job (`cmd &` in a
+    script) with SIGINT ignored, and a child inherits that: uvicorn then re-raised the SIGINT it
+    had handled into the ignored state, and the server exited 0. A handler, unlike "ignored", is
+    reset to the default when the child starts (no preexec_fn: it would fork a threaded process)."""
+    ignored = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextlib.contextmanager
@@ -216,8 +226,9 @@ def serve_subprocess(model, *, port: int | None = None, extra_args=(), start_tim
     command = [sys.executable, "-m", "cnnzoo", "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
                *map(str, extra_args)]
     with tempfile.TemporaryFile("w+", encoding="utf-8") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True,
-                                   env={**os.environ, **(env or {})}, preexec_fn=_default_sigint)
+        with _sigint_not_ignored():
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                       env={**os.environ, **(env or {})})
         server = ServerProcess(f"http://127.0.0.1:{port}", process, log)
         try:
             deadline = time.monotonic() + start_timeout_s
