@@ -57,6 +57,9 @@ def run_folder(config, folder: str, runs: Path = ROOT / "runs") -> Path:
 
     config = config.resolved()
     settings = {**dataclasses.asdict(config), "out": None, "recipe": dataclasses.asdict(recipe_for(config.model))}
+    # A setting left at the recipe's adds nothing to the hash: the recipe is in it.
+    if settings["zero_init_residual"] == settings["recipe"]["zero_init_residual"]:
+        del settings["zero_init_residual"]
     # Keep the hashes of runs made before those fields existed.
     for fields, values in ((LATER_FIELDS, settings), (LATER_RECIPE_FIELDS, settings["recipe"])):
         for field, default in fields.items():

@@ -321,6 +321,27 @@ def test_a_recipe_with_zero_init_residual_starts_the_residual_branches_at_zero()
     assert np.all(gamma(build_training_model("resnet20", (32, 32, 3), 6)) == 1)
 
 
+def test_zero_init_residual_is_the_recipes_unless_asked_and_is_stored_with_the_run(folders, tmp_path):
+    assert TrainConfig("resnet152", "signs").resolved().zero_init_residual
+    assert not TrainConfig("resnet50", "signs").resolved().zero_init_residual
+    assert not TrainConfig("resnet152", "signs", zero_init_residual=False).resolved().zero_init_residual
+    out = tmp_path / "r"
+    result = invoke("train", "resnet20", "--dataset", f"folder:{folders['three']}", "--epochs", 1,
+                    "--batch-size", 8, "--zero-init-residual", "--out", out)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["zero_init_residual"] and config["recipe"]["zero_init_residual"]
+
+
+@pytest.mark.parametrize("model", ["vgg16", "plain20"])
+def test_zero_init_residual_is_refused_for_a_network_without_residual_branches(model, tmp_path):
+    result = invoke("train", model, "--dataset", "signs", "--zero-init-residual", "--out", tmp_path / "r")
+    assert result.exit_code == 2
+    assert (f"zero_init_residual starts every residual branch at zero, and {model} has no residual "
+            "branches: use it with a ResNet, or leave it off.") in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def _metrics(folder):
     return json.loads((folder / "metrics.json").read_text())["test"]
 

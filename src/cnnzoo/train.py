@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import inspect
 import re
 import time
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ class TrainConfig:
     augment: str | None = None  # comma-separated cnnzoo.augment names; None: the dataset's default
     weight_decay: float | None = None  # decoupled weight decay; None: the recipe
     bn_momentum: float | None = None  # BatchNormalization momentum; None: the recipe (0.99 = Keras')
+    zero_init_residual: bool | None = None  # ResNets: start every residual branch at zero; None: the recipe
     seed: int = 0  # weights, shuffling and augmentation; the data splits never change
     validation: float = 0.1  # share of the training images held out to pick the best epoch
     image_size: int | None = None  # side of the square input; None: the model's default input
@@ -129,6 +131,9 @@ class TrainConfig:
             raise UserError(f"image_size must be a positive number of pixels. Received: {self.image_size!r}")
         if self.stream:
             _check_stream(self)
+        zero_init_residual = recipe.zero_init_residual if self.zero_init_residual is None else self.zero_init_residual
+        if zero_init_residual:
+            _check_residual(self.model)
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.dataset).strip("_")
         return dataclasses.replace(
             self,
@@ -137,6 +142,7 @@ class TrainConfig:
             lr=self.lr or recipe.lr,
             warmup=recipe.warmup if self.warmup is None else self.warmup,
             bn_momentum=self.bn_momentum or recipe.bn_momentum,
+            zero_init_residual=zero_init_residual,
             weight_decay=recipe.weight_decay if self.weight_decay is None else self.weight_decay,
             augment=",".join(augment.parse(augment.default_for(self.dataset) if self.augment is None else self.augment)),
             precision=precision,
@@ -151,6 +157,16 @@ def _check_stream(config: TrainConfig) -> None:
     if config.augment and "pca" in augment.parse(config.augment):
         raise UserError("PCA colour augmentation needs every training image in memory for its colour "
                         "basis: train without stream (--stream), or choose other augmentations.")
+
+
+def _check_residual(model: str) -> None:
+    """Refuse zero_init_residual before any data loads for a network without residual
+    branches: the builders of the ResNets take it, and their plain twins have no shortcut."""
+    parameters = inspect.signature(model_info(model).builder).parameters
+    shortcut = parameters.get("shortcut")
+    if "zero_init_residual" not in parameters or (shortcut is not None and shortcut.default is None):
+        raise UserError(f"zero_init_residual starts every residual branch at zero, and {model} has no "
+                        "residual branches: use it with a ResNet, or leave it off.")
 
 
 def output_units(model_classes: int, dataset_classes: int) -> int:
@@ -275,7 +291,9 @@ def training_subset(data, fraction: float):
 
 def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbose, device_count: int,
          callbacks=()) -> None:
-    recipe = dataclasses.replace(recipe_for(config.model), bn_momentum=config.bn_momentum)
+    # A run stored before zero_init_residual existed (None) was built without it.
+    recipe = dataclasses.replace(recipe_for(config.model), bn_momentum=config.bn_momentum,
+                                 zero_init_residual=bool(config.zero_init_residual))
 
     if resume and (run / runs.LAST).exists():
         model = keras.saving.load_model(run / runs.LAST)  # weights and optimizer state

@@ -24,6 +24,7 @@ def train(
     augment: str = typer.Option(None, help="Comma-separated: mirror, shift, crop, resized-crop, color, pca, rotate, or none (default: the dataset's, see docs/AUGMENT.md)."),
     weight_decay: float = typer.Option(None, "--weight-decay", help="Decoupled (AdamW-style) weight decay (default: the recipe's)."),
     bn_momentum: float = typer.Option(None, "--bn-momentum", help="BatchNormalization momentum (default: the recipe's; Keras' own is 0.99)."),
+    zero_init_residual: bool = typer.Option(None, "--zero-init-residual/--no-zero-init-residual", help="ResNets: start every residual branch at zero, so each block begins as its shortcut (default: the recipe's, on for resnet152)."),
     seed: int = typer.Option(0, help="Seed for weights, shuffling and augmentation."),
     seeds: int = typer.Option(1, help="Train N independent models, seeds SEED..SEED+N-1 (an ensemble's members)."),
     validation: float = typer.Option(0.1, help="Share of training images used to pick the best epoch."),
@@ -55,7 +56,8 @@ def train(
     for member in range(seed, seed + seeds):
         folder = out if seeds == 1 or out is None else Path(f"{out}-s{member}")
         config = TrainConfig(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup,
-                             augment=augment, weight_decay=weight_decay, bn_momentum=bn_momentum, seed=member, validation=validation,
+                             augment=augment, weight_decay=weight_decay, bn_momentum=bn_momentum,
+                             zero_init_residual=zero_init_residual, seed=member, validation=validation,
                              image_size=image_size, init=init, freeze=freeze, train_fraction=train_fraction,
                              precision=precision, schedule=schedule, devices=devices, stream=stream,
                              out=str(folder) if folder else None)
