@@ -1,4 +1,4 @@
-"""Six fixes to Keras 3's PyTorch backend that make CNN training 1.3-2.8x faster on a CPU
+"""Six fixes to Keras 3's PyTorch backend that make CNN training 1.3-2.6x faster on a CPU
 and its peak memory lower.
 
 Profiling ResNet-50 and HappyModel training (docs/PERFORMANCE.md) showed Keras 3.15
