@@ -16,9 +16,10 @@ others, so the board fills in over several sessions and machines: each finished 
 metrics.json is recorded in docs/runs/experiments/ (committed; the run folders in
 runs/experiments/ are not), and a recorded run, in any precision, is not trained again. Runs
 are shared with experiments/train_targets.py.
---jobs N trains N runs at once, each in its own process, cheapest rows first: one small
-network leaves a lent GPU mostly idle, and the GPU's lease is short. Such runs shared the
-machine, which the table says beside their time.
+Runs train cheapest first (MACs x images x epochs), so a session stopped part-way leaves whole
+rows. --jobs N trains N runs at once, each in its own process: one small network leaves a lent
+GPU mostly idle, and on this 2-core CPU two one-thread runs get through 1.25x the images of one
+two-thread run. Such runs shared the machine, which the table says beside their time.
 Writes docs/STUDIES.md (section leaderboard) and docs/figures/leaderboard.png.
 """
 
@@ -107,16 +108,19 @@ def train_time(runs: list[dict]) -> str:
     return f"{minutes} on {', '.join(gpus)}" if gpus else minutes
 
 
-def train_in_parallel(args, names: list[str]) -> list[str]:
-    """Train the missing seeds of `names` on --datasets, --jobs at a time, each run in its own
-    process; cheapest first (MACs x images x epochs), so a stopped lease leaves whole rows. Each
-    record notes how many runs shared the machine. Returns the runs that failed."""
+def train_missing(args, names: list[str]) -> list[str]:
+    """Train the missing seeds of `names` on --datasets, cheapest first (MACs x images x epochs),
+    so a stopped session or lease leaves whole rows: here one at a time, or --jobs at a time, each
+    in its own process, whose records note how many runs shared the machine. Returns the runs
+    that failed."""
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # this process builds models too (cost)
     todo = [(name, dataset, seed) for dataset in args.datasets for name in names for seed in range(args.seeds)
             if finished_run(name, dataset, seed, args, train=False) is None]
     todo.sort(key=lambda run: cost(run[0], run[1])[1] * TRAIN_IMAGES[run[1]] * recipe_for(run[0]).epochs)
     jobs = min(args.jobs, len(todo))
-    if not todo:
+    if jobs <= 1:
+        for name, dataset, seed in todo:
+            finished_run(name, dataset, seed, args, train=True)
         return []
     env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false",  # JAX: share the GPU's memory
            "XLA_PYTHON_CLIENT_MEM_FRACTION": f"{0.9 / jobs:.3f}",
@@ -197,22 +201,17 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: give the number of runs to train at once, 1 or more.")
-    if args.child:  # one run of train_in_parallel
+    if args.child:  # one run of train_missing with --jobs
         name, dataset, seed = args.child
         finished_run(name, dataset, int(seed), args, train=True)
         return
     defaults = vars(parser.parse_args([]))
     train_now = set(zoo() if args.models is None else args.models)
-    failed = []
-    if args.jobs > 1:
-        failed = train_in_parallel(args, [name for name in args.board or zoo() if name in train_now])
-        train_now = set()  # a run that failed there is not tried again here
+    failed = train_missing(args, [name for name in args.board or zoo() if name in train_now])
     rows = []
     for dataset in DATASETS:
-        for name in args.board or zoo():
-            # Train --seeds runs of the --models on the --datasets; show every finished seed of every network.
-            train = name in train_now and dataset in args.datasets
-            found = [finished_run(name, dataset, seed, args, train=train and seed < args.seeds)
+        for name in args.board or zoo():  # every finished seed of every network
+            found = [finished_run(name, dataset, seed, args, train=False)
                      for seed in range(max(args.seeds, SEEDS_SHOWN))]
             found = [m for m in found if m is not None]
             params, macs, shape = cost(name, dataset)

@@ -87,6 +87,22 @@ def test_leaderboard_trains_the_named_networks_and_lists_the_rest(tmp_path):
     assert all(row.endswith("| not trained yet | — |") for row in table_rows(section) if row.startswith("| smiles |"))
 
 
+def test_the_leaderboard_trains_the_cheapest_runs_first(tmp_path, monkeypatch):
+    """Whatever order the networks are named in, so a session stopped part-way leaves whole cheap rows."""
+    leaderboard = study("leaderboard")
+    trained, finished_run = [], leaderboard.finished_run
+
+    def spy(name, dataset, seed, args, *, train):
+        trained.extend([name] if train else [])
+        return finished_run(name, dataset, seed, args, train=train)
+
+    monkeypatch.setattr(leaderboard, "finished_run", spy)
+    leaderboard.main([str(o) for o in ("--models", "happy", "lenet5", "--board", "happy", "lenet5", "--datasets", "signs",
+                                       "--seeds", 2, "--epochs", 1, "--train-fraction", 0.1, "--docs", tmp_path / "docs",
+                                       "--runs", tmp_path / "runs")])
+    assert trained == ["lenet5", "lenet5", "happy", "happy"]  # 0.0004 GMACs before 0.0196
+
+
 def test_the_leaderboard_trains_several_runs_at_once_and_says_they_shared_the_machine(tmp_path):
     section = run("leaderboard", tmp_path, "--models", "lenet5", "lenet5_modern", "--board", "lenet5", "lenet5_modern",
                   "--datasets", "signs", "--train-fraction", 0.1, "--jobs", 2)
