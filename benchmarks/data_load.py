@@ -31,7 +31,7 @@ def main(argv=None) -> int:
 
     import PIL
 
-    from cnnzoo.atomic import write_text
+    from cnnzoo._io import write_text
     from cnnzoo.datasets import list_datasets, load
     from cnnzoo.datasets.readers import cpu_count
 

@@ -22,10 +22,11 @@ CHILD = """
 import json, sys, time
 import numpy as np
 import cnnzoo, keras
-from cnnzoo import distribute
+from cnnzoo.backends import distribute
 from cnnzoo.models import model_info
-from cnnzoo.pipeline import ArrayBatches
-from cnnzoo.train import TrainConfig, build_training_model, compile_for
+from cnnzoo.datasets.batches import ArrayBatches
+from cnnzoo.training.config import TrainConfig
+from cnnzoo.training.fit import build_training_model, compile_for
 
 model_name, batch, steps, devices = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 shape = model_info(model_name).input_shape

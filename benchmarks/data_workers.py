@@ -1,5 +1,5 @@
 """How long training waits for data when a folder of JPEGs is decoded per batch: in the
-training thread (workers=1) or in Keras' background threads (cnnzoo.streaming's default).
+training thread (workers=1) or in Keras' background threads (a streamed folder's default).
 
     python benchmarks/data_workers.py [--images 3000] [--models lenet5_modern,happy]
         [-o docs/benchmarks-data-workers.md]   # also writes the .json beside it
@@ -8,8 +8,8 @@ Writes a folder of synthetic 256x256 JPEGs (smooth colour fields, shapes and a l
 noise, quality 90: about the size and decode cost of photos) into a temporary directory,
 then trains each model on it at 64x64 for a few epochs three ways: from the decoded arrays
 in memory (ArrayBatches, the reference: no decoding during training), streamed with
-workers=1 (FileBatches decoded in the training loop's own thread: Keras starts no worker
-pool) and streamed with background workers (streaming.default_workers()). A callback
+workers=1 (a streamed split's batches decoded in the training loop's own thread: Keras starts no worker
+pool) and streamed with background workers (batches.default_workers()). A callback
 times, per step, the wait for data (from the end of one step, or the start of the epoch,
 to the start of the next step) and the step itself. The first epoch (warm-up) is left out.
 Decode-only throughput is timed too, serial and through Keras' thread pool.
@@ -98,7 +98,7 @@ def register_device_probe() -> str:
         return "device_probe"
 
     @register_model("device_probe", description="global average pooling and a dense layer: a step with next to "
-                    "no host work", paper="cnnzoo benchmark", year=2026, input_shape=(64, 64, 3), classes=4)
+                    "no host work", paper="cnnzoo benchmark", year=2026)
     def device_probe(input_shape=(64, 64, 3), classes=4, **_):
         inputs = keras.Input(input_shape)
         pooled = keras.layers.GlobalAveragePooling2D()(inputs)
@@ -122,21 +122,22 @@ def simulated_device(milliseconds: float):
 def train_once(name, mode, files, arrays, args, workers, device_ms: float = 0):
     import keras
 
-    from cnnzoo import streaming
-    from cnnzoo.pipeline import ArrayBatches
-    from cnnzoo.train import TrainConfig, build_training_model, compile_for, recipe_for
+    from cnnzoo.datasets.batches import ArrayBatches, build_before_fit
+    from cnnzoo.models import model_info
+    from cnnzoo.training.config import TrainConfig
+    from cnnzoo.training.fit import build_training_model, compile_for
 
     config = TrainConfig(name, "folder:bench", epochs=args.epochs, batch_size=args.batch_size,
                          augment="none").resolved()
     keras.utils.set_random_seed(0)
-    model = build_training_model(name, files.image_shape, files.num_classes, recipe_for(name))
+    model = build_training_model(name, files.image_shape, files.num_classes, model_info(name).recipe)
     compile_for(model, config, steps=-(-len(files.train) // args.batch_size))
     if mode == "arrays":
         batches = ArrayBatches(arrays.x, arrays.y, args.batch_size, shuffle=True, full_batches=True)
     else:
-        batches = files.batches(files.train, args.batch_size, shuffle=True, full_batches=True,
+        batches = files.train.batches(args.batch_size, shuffle=True, full_batches=True,
                                 workers=1 if mode == "serial" else workers)
-    streaming.build_before_fit(model, batches)
+    build_before_fit(model, batches)
     times = timing_callback()
     # The device callback runs first, so its wait counts as part of the step.
     model.fit(batches, epochs=args.epochs, callbacks=[simulated_device(device_ms), times] if device_ms else [times],
@@ -166,7 +167,7 @@ def decode_only(files, args, workers) -> list[dict]:
 
     results = []
     for label, n in (("serial (training thread)", 1), ("Keras thread pool", workers)):
-        batches = files.batches(files.train, args.batch_size, shuffle=True, workers=n)
+        batches = files.train.batches(args.batch_size, shuffle=True, workers=n)
         adapter = PyDatasetAdapter(batches, shuffle=False)
         start = time.perf_counter()
         adapter.on_epoch_begin()
@@ -194,8 +195,8 @@ def markdown(report: dict) -> str:
         + ": the numbers show the pattern rather than this machine's best.",
         "",
         "*arrays*: the cached path, images decoded before training (ArrayBatches); *serial*: "
-        "FileBatches with workers=1, each batch decoded in the training loop's thread when it "
-        "is needed (Keras starts no worker pool for workers=1); *workers*: FileBatches with "
+        "batches with workers=1, each batch decoded in the training loop's thread when it "
+        "is needed (Keras starts no worker pool for workers=1); *workers*: batches with "
         "Keras' thread pool (its OrderedEnqueuer) decoding ahead while the step runs. *Wait* is "
         "the time from the end of one step (or the start of the epoch) to the start of the next; "
         "*share* is the waits' part of the measured training time; *epoch end* is the rest of an "
@@ -243,23 +244,26 @@ def main(argv=None) -> int:
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "docs" / "benchmarks-data-workers.md")
     args = parser.parse_args(argv)
 
-    from cnnzoo import atomic, streaming, torch_speed  # first: cnnzoo selects the Keras backend
+    from cnnzoo import _io  # first: cnnzoo selects the Keras backend
+    from cnnzoo.backends import torch_speed
+    from cnnzoo.datasets import load
+    from cnnzoo.datasets.batches import default_workers
 
     sys.path.insert(0, str(ROOT / "experiments"))
     from common import machine
 
     torch_speed.apply()
-    workers = streaming.default_workers()
+    workers = default_workers()
     results = []
     with tempfile.TemporaryDirectory(prefix="cnnzoo-workers-") as tmp:
         root = Path(tmp) / "jpegs"
         write_jpegs(root, args.images, args.source_size, args.classes)
         jpegs = list(root.rglob("*.jpg"))
-        files = streaming.folder_files(f"folder:{root}", image_size=args.image_size)
+        files = load(f"folder:{root}", image_size=args.image_size, stream=True)
         decode = decode_only(files, args, workers)  # also warms the page cache
         for d in decode:
             print(f"decode only, {d['how']}: {d['images_per_s']:.0f} images/s", flush=True)
-        arrays = files.decode(files.train, progress=False)
+        arrays = files.train.in_memory(progress=False)
         names = args.models.split(",")
         runs = [(name, 0) for name in names] + ([(register_device_probe(), args.device_ms)] if args.device_ms else [])
         for name, device_ms in runs:
@@ -284,8 +288,8 @@ def main(argv=None) -> int:
         "results": results, "decode_only": decode,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(args.output, markdown(report))
-    atomic.write_text(args.output.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    _io.write_text(args.output, markdown(report))
+    _io.write_text(args.output.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.output} and {args.output.with_suffix('.json').name}")
     return 0
 

@@ -61,9 +61,9 @@ def main(argv=None) -> int:
     import cnnzoo  # noqa: F401  (picks the Keras backend before keras is imported)
     import keras
 
-    from cnnzoo.atomic import write_text
-    from cnnzoo.predict import predict_files
-    from cnnzoo.serve.loadtest import Case, bad_cases, describe, mixed_cases, run_load, serve_subprocess, smiles_faces
+    from cnnzoo._io import write_text
+    from cnnzoo.inference.predict import predict_files
+    from loadtest import Case, bad_cases, describe, mixed_cases, run_load, serve_subprocess, smiles_faces
 
     faces = smiles_faces(mirror / "smiles.zip", args.faces)
     with tempfile.TemporaryDirectory(prefix="cnnzoo-serve-bench-") as folder:

@@ -3,7 +3,7 @@
 Issue 7's accuracy check on the fast path: ResNet-50 on `signs` to 97%, for the same three
 peers as the throughput table (benchmarks/train_speed.py runs them, each in its own
 process, and writes both tables):
-  (a) cnnzoo: `cnnzoo train resnet50 --dataset signs` through `cnnzoo.train.train`, its
+  (a) cnnzoo: `cnnzoo train resnet50 --dataset signs` through `cnnzoo.training.fit.train`, its
       default recipe (the cosine runs over the recipe's epochs; the run stops once the
       target is reached), validation pass and checkpoints included in the clock;
   (b) plain PyTorch: benchmarks/torch_reference.py's network on the same training images,
@@ -73,7 +73,8 @@ def _clock(test_x, test_y, target: float):
 def child_cnnzoo(model: str, dataset: str, target: float, epochs: int | None = None) -> dict:
     import keras
 
-    from cnnzoo.train import TrainConfig, train
+    from cnnzoo.training.config import TrainConfig
+    from cnnzoo.training.fit import train
 
     data = _data(model, dataset)
     clock = _clock(data.test.x, data.test.y, target)
@@ -90,10 +91,9 @@ def child_keras(model: str, dataset: str, target: float, epochs: int | None = No
     import keras
 
     from cnnzoo.models import model_info
-    from cnnzoo.train import recipe_for
 
     data = _data(model, dataset)
-    epochs = epochs or recipe_for(model).epochs
+    epochs = epochs or model_info(model).recipe.epochs
     clock = _clock(data.test.x.astype("float32") / 255, data.test.y, target)
     net = model_info(model).build(input_shape=data.image_shape, classes=len(data.class_names))
     net.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -108,10 +108,10 @@ def child_torch(model: str, dataset: str, target: float, epochs: int | None = No
     import torch
 
     import torch_reference
-    from cnnzoo.train import recipe_for
+    from cnnzoo.models import model_info
 
     data = _data(model, dataset)
-    recipe = recipe_for(model)
+    recipe = model_info(model).recipe
     epochs = epochs or recipe.epochs
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)

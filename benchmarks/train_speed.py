@@ -90,12 +90,14 @@ def _keras_timer():
 
 
 def child_keras(case: str, steps: int, warmup: int, naive: bool) -> dict:
-    from cnnzoo import torch_speed  # first: cnnzoo selects the backend as a user gets it
+    from cnnzoo.backends import torch_speed  # first: cnnzoo selects the backend as a user gets it
 
     import keras
+
+    from cnnzoo.datasets.batches import ArrayBatches
     from cnnzoo.models import model_info
-    from cnnzoo.pipeline import ArrayBatches
-    from cnnzoo.train import PRECISIONS, TrainConfig, build_training_model, compile_for, recipe_for
+    from cnnzoo.training.config import PRECISIONS, TrainConfig
+    from cnnzoo.training.fit import build_training_model, compile_for
 
     name, shape, classes, cpu_batch, gpu_batch = CASES[case]
     timer = _keras_timer()
@@ -111,7 +113,7 @@ def child_keras(case: str, steps: int, warmup: int, naive: bool) -> dict:
         config = TrainConfig(name, "synthetic", epochs=1, batch_size=batch).resolved()
         active = torch_speed.apply()
         keras.mixed_precision.set_global_policy(PRECISIONS[config.precision])
-        model = build_training_model(name, shape, classes, recipe_for(name))
+        model = build_training_model(name, shape, classes, model_info(name).recipe)
         compile_for(model, config, steps + warmup)
         batches = ArrayBatches(x, y, batch, shuffle=True)
         model.fit(batches, epochs=1, verbose=0, callbacks=[timer])
@@ -138,7 +140,7 @@ def _gpu_busy(train) -> float | None:
 
 
 def _has_accelerator() -> bool:
-    from cnnzoo import backend
+    from cnnzoo import backends as backend
 
     return backend.has_accelerator()
 
@@ -302,9 +304,9 @@ def default_out() -> Path:
 
 def write_tables(out: Path, machine: str, commands: dict, results: dict, steps: int, warmup: int) -> None:
     """The JSON (read back by --update) and the markdown table of the cases measured so far."""
-    from cnnzoo import atomic
+    from cnnzoo import _io
 
-    atomic.write_json(out.with_suffix(".json"), {"machine": machine, "commands": commands, "results": results})
+    _io.write_json(out.with_suffix(".json"), {"machine": machine, "commands": commands, "results": results})
     throughput = {case: r for case, r in results.items() if case in CASES}
     accuracy = {case: r for case, r in results.items() if case in ACCURACY_CASES}
     runs = "\n".join(f"- {', '.join(c for c in results if commands.get(c) == run)}: {run}"
@@ -335,7 +337,7 @@ accuracy first reaches the target; benchmarks/time_to_accuracy.py describes each
 
 {accuracy_table(accuracy)}
 """)
-    atomic.write_text(out, "\n".join(sections))
+    _io.write_text(out, "\n".join(sections))
 
 
 def main() -> None:

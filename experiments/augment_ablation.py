@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cnnzoo  # noqa: E402,F401  (selects the backend)
 from common import command_line, machine, mean_sd, study_parser, train_or_reuse, write_section  # noqa: E402
 
-from cnnzoo.augment import AUGMENTATIONS, default_for  # noqa: E402
-from cnnzoo.predict import evaluate_models  # noqa: E402
-from cnnzoo.train import TrainConfig  # noqa: E402
+from cnnzoo.datasets import default_augmentations  # noqa: E402
+from cnnzoo.training.augment import AUGMENTATIONS  # noqa: E402
+from cnnzoo.inference.evaluate import evaluate_models  # noqa: E402
+from cnnzoo.training.config import TrainConfig  # noqa: E402
 
 # dataset -> (model, epochs, image side or None for the model's own). HappyModel underfits
 # signs' six classes (training accuracy 48-66%, test 52% on the leaderboard), so signs uses
@@ -62,7 +63,7 @@ def ablate(dataset: str, args) -> list[dict]:
     epochs = args.epochs or default_epochs
     rows, trained = [], {}
     everything = ",".join(AUGMENTATIONS)
-    default = ",".join(default_for(dataset))  # chosen on validation splits (docs/RESULTS.md)
+    default = ",".join(default_augmentations(dataset))  # chosen on validation splits (docs/RESULTS.md)
     singles = [(name, name) for name in AUGMENTATIONS]
     extra = [] if default in AUGMENTATIONS else [(f"{default} (the default)", default)]
     for label, augment in [("none", "none"), *singles, ("all", everything), *extra]:

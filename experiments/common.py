@@ -15,7 +15,7 @@ RESULTS = ROOT / "docs" / "RESULTS.md"
 def machine() -> str:
     import keras
 
-    from cnnzoo import backend
+    from cnnzoo import backends
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -23,14 +23,14 @@ def machine() -> str:
         cpu = model
     except (OSError, StopIteration):
         pass
-    versions = ", ".join(f"{k} {v}" for k, v in backend.versions().items())
-    return (f"{cpu}, {os.cpu_count()} cores; {', '.join(backend.devices())}; "
+    versions = ", ".join(f"{k} {v}" for k, v in backends.versions().items())
+    return (f"{cpu}, {os.cpu_count()} cores; {', '.join(backends.devices())}; "
             f"backend {keras.backend.backend()} ({versions}); {datetime.date.today().isoformat()}")
 
 
 def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:
     """Replace (or append) the section between this experiment's markers in `path`."""
-    from cnnzoo import atomic
+    from cnnzoo import _io
 
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{markdown.strip()}\n{end}"
@@ -38,11 +38,12 @@ def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(path, text)
+    _io.write_text(path, text)
 
 
 # TrainConfig and Recipe fields added after runs were hashed, with their defaults.
-LATER_FIELDS = {"image_size": None, "init": None, "freeze": False, "train_fraction": 1.0, "stream": False}
+LATER_FIELDS = {"image_size": None, "init": None, "freeze": False, "train_fraction": 1.0, "stream": False,
+                "aux_logits": False, "skip_bad": False}
 LATER_RECIPE_FIELDS = {"zero_init_residual": False}
 
 
@@ -53,10 +54,10 @@ def run_folder(config, folder: str, runs: Path = ROOT / "runs") -> Path:
     import hashlib
     import json
 
-    from cnnzoo.train import recipe_for
+    from cnnzoo.models import model_info
 
     config = config.resolved()
-    settings = {**dataclasses.asdict(config), "out": None, "recipe": dataclasses.asdict(recipe_for(config.model))}
+    settings = {**dataclasses.asdict(config), "out": None, "recipe": dataclasses.asdict(model_info(config.model).recipe)}
     # A setting left at the recipe's adds nothing to the hash: the recipe is in it.
     if settings["zero_init_residual"] == settings["recipe"]["zero_init_residual"]:
         del settings["zero_init_residual"]
@@ -86,8 +87,8 @@ def train_or_reuse(config, folder: str, runs: Path = ROOT / "runs", *, reuse_onl
     import dataclasses
     import json
 
-    from cnnzoo import atomic
-    from cnnzoo.train import train
+    from cnnzoo import _io
+    from cnnzoo.training.fit import train
 
     config = config.resolved()
     out = run_folder(config, folder, runs)
@@ -102,7 +103,7 @@ def train_or_reuse(config, folder: str, runs: Path = ROOT / "runs", *, reuse_onl
         metrics = train(dataclasses.replace(config, out=str(out)), resume=(out / "config.json").exists(), verbose=2)
     if recorded and not recorded.exists():
         recorded.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(recorded, metrics)
+        _io.write_json(recorded, metrics)
     return metrics
 
 

@@ -1,6 +1,6 @@
 """Study: what the 1x1 bottleneck saves, on paper and in training (the lecture's Inception claim).
 
-First the lecture's cost example, computed by `cnnzoo.cost` on the real layers: a 5x5 conv
+First the lecture's cost example, computed by `cnnzoo.analysis.cost` on the real layers: a 5x5 conv
 with 32 filters on a 28x28x192 volume is 120.4M multiply-accumulates; a 1x1 conv to 16
 channels first brings it to 12.4M. Then a trained comparison on signs: the same small
 network (a 3x3/2 conv from 56x56x3 to the lecture's 28x28x192 volume, one Inception module
@@ -30,12 +30,13 @@ from common import (  # noqa: E402
 )
 from keras import layers  # noqa: E402
 
-from cnnzoo.cost import bottleneck_example, layer_costs, total_macs  # noqa: E402
-from cnnzoo.layers import conv_bn_relu, inception_module  # noqa: E402
-from cnnzoo.models import list_models, register_model  # noqa: E402
-from cnnzoo.models.common import check_arguments  # noqa: E402
+from cnnzoo.analysis.cost import bottleneck_example, layer_costs, total_macs  # noqa: E402
+from cnnzoo.models.inception import inception_module  # noqa: E402
+from cnnzoo.models.layers import conv_bn_relu  # noqa: E402
+from cnnzoo.models import list_models, model_info, register_model  # noqa: E402
+from cnnzoo.models.layers import check_arguments  # noqa: E402
 from cnnzoo.models.inception import PAPER, STAGES  # noqa: E402
-from cnnzoo.train import TrainConfig, recipe_for  # noqa: E402
+from cnnzoo.training.config import TrainConfig  # noqa: E402
 
 DATASET, IMAGE_SIZE = "signs", 56  # 56x56 -> the lecture's 28x28x192 volume after the stem
 WIDTHS_3A = dict(STAGES[0:1])["3a"]
@@ -44,7 +45,7 @@ VARIANTS = {"inception_naive": False, "inception_1x1": True}  # registered name 
 
 def one_module_net(name: str, reductions: bool):
     def build(input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), classes: int = 6, **_):
-        input_shape = check_arguments(name, input_shape, classes, min_size=3)
+        input_shape = check_arguments(name, input_shape, classes, min_size=3)  # the stem's 3x3 conv
         inputs = keras.Input(input_shape, name="input")
         x = conv_bn_relu(inputs, 192, 3, "stem", strides=2)  # 28x28x192 at 56x56
         x = inception_module(x, WIDTHS_3A, "inception", reductions=reductions)
@@ -53,8 +54,7 @@ def one_module_net(name: str, reductions: bool):
 
     if name not in list_models():
         register_model(name, description=f"one Inception module ({'Fig. 2b' if reductions else 'naive, Fig. 2a'}) "
-                       "on a 3x3/2 stem", paper=PAPER, year=2014, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
-                       classes=6)(build)
+                       "on a 3x3/2 stem", paper=PAPER, year=2014, min_input_size=3)(build)
     return build
 
 
@@ -111,13 +111,13 @@ def main(argv=None) -> None:
         rows.append(f"| `{name}` | {r['module_macs'] / 1e6:.1f}M | {r['module_params']:,} | {r['macs'] / 1e6:.1f}M | "
                     f"{r['params']:,} | {mean_sd(x['test']['accuracy'] for x in r['runs'])} | "
                     f"{r['images_per_s']:.0f} | {statistics.mean(x['wall_time_s'] for x in r['runs']) / 60:.1f} min |")
-    recipe = recipe_for(next(iter(VARIANTS)))
+    recipe = model_info(next(iter(VARIANTS))).recipe
     write_section("bottleneck", f"""
 ## 2. The 1x1 bottleneck
 
 `{command_line("study_bottleneck.py", args, defaults)}` — {machine()}.
 
-The lecture's example, counted by `cnnzoo.cost` on Keras layers (`cnnzoo cost --bottleneck-example`):
+The lecture's example, counted by `cnnzoo.analysis.cost` on Keras layers (`cnnzoo cost --bottleneck-example`):
 a 5x5 "same" conv with 32 filters on 28x28x192 costs **{lecture['5x5 conv'] / 1e6:.1f}M** MACs; a 1x1
 conv to 16 channels first, **{lecture['1x1 then 5x5'] / 1e6:.1f}M** ({lecture['1x1 then 5x5'] / lecture['5x5 conv']:.1%}).
 

@@ -26,8 +26,9 @@ from common import (  # noqa: E402
     write_section,
 )
 
-from cnnzoo import runs  # noqa: E402
-from cnnzoo.train import TrainConfig, recipe_for  # noqa: E402
+from cnnzoo.models import model_info  # noqa: E402
+from cnnzoo.training import runs  # noqa: E402
+from cnnzoo.training.config import TrainConfig  # noqa: E402
 
 DATASET, IMAGE_SIZE = "sign-digits", 32
 FAMILIES = ("plain", "resnet")
@@ -107,7 +108,7 @@ def main(argv=None) -> None:
             f"| {depth} | {params:,} | {statistics.mean(map(final_train_error, plain)):.1%} | "
             f"{mean_sd(r['test']['accuracy'] for r in plain)} | {statistics.mean(map(final_train_error, residual)):.1%} | "
             f"{mean_sd(r['test']['accuracy'] for r in residual)} | {times} |")
-    recipe = recipe_for("resnet20")
+    recipe = model_info("resnet20").recipe
     write_section("degradation", f"""
 ## 1. Degradation: plain vs residual depth
 

@@ -43,11 +43,12 @@ from common import (  # noqa: E402
     write_section,
 )
 
-from cnnzoo import atomic  # noqa: E402
-from cnnzoo.cost import total_macs  # noqa: E402
+from cnnzoo import _io  # noqa: E402
+from cnnzoo.analysis.cost import total_macs  # noqa: E402
 from cnnzoo.datasets import dataset_info  # noqa: E402
 from cnnzoo.models import get_model, list_models, model_info  # noqa: E402
-from cnnzoo.train import PRECISIONS, TrainConfig, output_units, recipe_for  # noqa: E402
+from cnnzoo.training.config import PRECISIONS, TrainConfig  # noqa: E402
+from cnnzoo.training.fit import output_units  # noqa: E402
 
 DATASETS = ("signs", "smiles")
 SMALLEST_INPUT = {"alexnet": 67}  # the networks whose pooling needs more than 64x64
@@ -116,7 +117,7 @@ def train_missing(args, names: list[str]) -> list[str]:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # this process builds models too (cost)
     todo = [(name, dataset, seed) for dataset in args.datasets for name in names for seed in range(args.seeds)
             if finished_run(name, dataset, seed, args, train=False) is None]
-    todo.sort(key=lambda run: cost(run[0], run[1])[1] * TRAIN_IMAGES[run[1]] * recipe_for(run[0]).epochs)
+    todo.sort(key=lambda run: cost(run[0], run[1])[1] * TRAIN_IMAGES[run[1]] * model_info(run[0]).recipe.epochs)
     jobs = min(args.jobs, len(todo))
     if jobs <= 1:
         for name, dataset, seed in todo:
@@ -137,7 +138,7 @@ def train_missing(args, names: list[str]) -> list[str]:
             return f"{name} on {dataset} (seed {seed})"
         recorded = record_path(config(name, dataset, seed, args), "experiments", args.docs / "runs")
         metrics = json.loads(recorded.read_text())
-        atomic.write_json(recorded, {**metrics, "concurrent_runs": jobs})
+        _io.write_json(recorded, {**metrics, "concurrent_runs": jobs})
         print(f"{name} on {dataset}, seed {seed}: {metrics['test']['accuracy']:.1%} "
               f"in {metrics['wall_time_s'] / 60:.1f} min", flush=True)
         return None

@@ -29,7 +29,8 @@ from common import (  # noqa: E402
     write_section,
 )
 
-from cnnzoo.train import TrainConfig, recipe_for  # noqa: E402
+from cnnzoo.models import model_info  # noqa: E402
+from cnnzoo.training.config import TrainConfig  # noqa: E402
 
 MODEL, IMAGE_SIZE = "resnet20", 32
 PRETRAIN, TARGET = "sign-digits-6-9", "signs"
@@ -94,7 +95,7 @@ def main(argv=None) -> None:
             cells.append(f"{mean_sd(r['test']['accuracy'] for r in rs)} ({rs[0]['train_images']} images, "
                          f"{statistics.mean(r['wall_time_s'] for r in rs) / 60:.1f} min)")
         rows.append(f"| {mode} | {' | '.join(cells)} |")
-    recipe = recipe_for(MODEL)
+    recipe = model_info(MODEL).recipe
     write_section("transfer", f"""
 ## 3. Transfer learning
 
@@ -121,7 +122,7 @@ Published ImageNet weights in a local Keras `.h5` file start a model the same wa
 matched by name and shape; nothing is downloaded). Our `vgg16`/`vgg19` have Keras' layer names:
 
 ```python
-from cnnzoo import transfer
+from cnnzoo.training import transfer
 from cnnzoo.models import get_model
 model = get_model("vgg16", include_top=False, input_shape=(64, 64, 3))
 transfer.initialise(model, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", freeze=True)

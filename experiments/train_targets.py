@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cnnzoo  # noqa: E402,F401  (selects the backend)
 from common import ROOT, machine, train_or_reuse, write_section  # noqa: E402
 
-from cnnzoo.train import TrainConfig  # noqa: E402
+from cnnzoo.training.config import TrainConfig  # noqa: E402
 
 COURSE = {"epochs": 2, "batch_size": 32, "lr": 1e-3, "schedule": "constant", "validation": 0.0}
 # (label, model, dataset, target, overrides of the model's default recipe)

@@ -1,7 +1,14 @@
 """Shared test set-up: cnnzoo chooses the Keras backend before any test imports keras."""
 
-import cnnzoo  # noqa: F401  (must precede `import keras` in test modules)
+import sys
+from pathlib import Path
+
 import pytest
+
+import cnnzoo  # noqa: F401  (must precede `import keras` in test modules)
+
+# The benchmarks' helpers (the serve load generator, the speed harness) are tested too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 @pytest.fixture(scope="module")

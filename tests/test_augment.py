@@ -5,8 +5,9 @@ import keras
 import numpy as np
 import pytest
 
-from cnnzoo import augment
+from cnnzoo.datasets import default_augmentations
 from cnnzoo.errors import UserError
+from cnnzoo.training import augment
 
 pytestmark = pytest.mark.jax  # backend-agnostic: run on the JAX subset too
 
@@ -93,9 +94,9 @@ def test_resized_crop_of_a_quarter_magnifies_a_corner_to_centre_region():
 def test_names_and_defaults():
     assert augment.parse("mirror, pca") == ("mirror", "pca")
     assert augment.parse("none") == () and augment.parse("") == ()
-    assert augment.default_for("smiles") == ("mirror", "shift")
-    assert augment.default_for("signs") == ("shift",)  # a mirrored hand sign is the other hand's
-    assert augment.default_for("folder:/x") == ()
+    assert default_augmentations("smiles") == ("mirror", "shift")
+    assert default_augmentations("signs") == ("shift",)  # a mirrored hand sign is the other hand's
+    assert default_augmentations("folder:/x") == ()
     with pytest.raises(UserError, match="Unknown augmentation 'blur'"):
         augment.parse("mirror,blur")
     with pytest.raises(UserError, match="needs the training images"):
@@ -103,7 +104,7 @@ def test_names_and_defaults():
 
 
 def test_a_model_with_every_augmentation_saves_and_loads(tmp_path):
-    from cnnzoo.train import build_training_model
+    from cnnzoo.training.fit import build_training_model
 
     model = build_training_model("lenet5", (32, 32, 1), 10, augmentations=",".join(augment.AUGMENTATIONS),
                                  train_images=RNG.integers(0, 256, (8, 32, 32, 1), dtype="uint8"))
@@ -120,11 +121,11 @@ def test_a_fresh_process_loads_a_model_with_cnnzoo_augmentation(tmp_path):
     import subprocess
     import sys
 
-    from cnnzoo.train import build_training_model
+    from cnnzoo.training.fit import build_training_model
 
     build_training_model("happy", (64, 64, 3), 1, augmentations="pca,color,resized-crop",
                          train_images=UINT8).save(tmp_path / "m.keras")
-    code = ("import cnnzoo; from cnnzoo.modelio import load_model; "
+    code = ("import cnnzoo; from cnnzoo.inference.modelio import load_model; "
             f"print([l.name for l in load_model({str(tmp_path / 'm.keras')!r}).layers[2:5]])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -9,7 +9,7 @@ import pytest
 
 # Hide a module from importlib.util.find_spec, as if it were not installed.
 HIDE = "import sys\nfor _m in {hidden!r}: sys.modules[_m] = None\n"
-CHOOSE = "from cnnzoo import backend\nc = backend.choose()\nprint(c.backend, '|', c.reason)\n"
+CHOOSE = "from cnnzoo import backends\nc = backends.choose()\nprint(c.backend, '|', c.reason)\n"
 
 
 def run(code: str, *, keras_backend=None, hidden=(), extra_path=None):
@@ -67,7 +67,7 @@ def test_keras_imported_first_keeps_its_backend_and_refuses_another():
     code = """
     import os; os.environ['KERAS_BACKEND'] = 'torch'
     import keras
-    from cnnzoo import backend
+    from cnnzoo import backends as backend
     print(backend.current().reason)
     try:
         backend.select('jax')

@@ -5,16 +5,14 @@ import json
 import sys
 from pathlib import Path
 
+import data_workers  # benchmarks/, on the path through conftest.py
 import keras
 import pytest
-
-from cnnzoo.models import model_info
+import time_to_accuracy
+import train_speed
 from imagefolders import make_folder
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import data_workers  # noqa: E402
-import time_to_accuracy  # noqa: E402
-import train_speed  # noqa: E402
+from cnnzoo.models import model_info
 
 pytestmark = [pytest.mark.usefixtures("private_cache"),
               pytest.mark.skipif(keras.backend.backend() != "torch", reason="the PyTorch peer needs torch")]

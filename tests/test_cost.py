@@ -1,15 +1,14 @@
 """Parameters and multiply-accumulates: the counting rules, the lecture's figures, the CLI."""
 
+import keras
 import pytest
+from keras import layers
 from typer.testing import CliRunner
 
-import keras
-from keras import layers
-
+from cnnzoo.analysis.cost import bottleneck_example, layer_costs, total_macs
 from cnnzoo.cli import app
-from cnnzoo.cost import bottleneck_example, layer_costs, total_macs
-from cnnzoo.layers import LocalResponseNormalization
 from cnnzoo.models import get_model
+from cnnzoo.models.layers import LocalResponseNormalization
 from cnnzoo.models.resnet import resnet
 
 runner = CliRunner()

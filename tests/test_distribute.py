@@ -9,8 +9,8 @@ import textwrap
 import pytest
 from typer.testing import CliRunner
 
+from cnnzoo.backends.distribute import parse_devices
 from cnnzoo.cli import app
-from cnnzoo.distribute import parse_devices
 from cnnzoo.errors import UserError
 
 SCRIPT = textwrap.dedent("""
@@ -20,7 +20,8 @@ SCRIPT = textwrap.dedent("""
     from PIL import Image
     import cnnzoo, keras
     from cnnzoo.errors import UserError
-    from cnnzoo.train import TrainConfig, train
+    from cnnzoo.training.config import TrainConfig
+    from cnnzoo.training.fit import train
 
     root = Path(sys.argv[1])
     rng = np.random.default_rng(0)
@@ -139,7 +140,7 @@ def test_devices_must_be_all_or_a_positive_count(value):
 
 
 def test_multi_host_is_requested_by_flags_or_launcher_variables(monkeypatch):
-    from cnnzoo.distribute import HOST_VARIABLES, multi_host_requested
+    from cnnzoo.backends.distribute import HOST_VARIABLES, multi_host_requested
 
     for variable in HOST_VARIABLES:
         monkeypatch.delenv(variable, raising=False)

@@ -1,14 +1,18 @@
 """Building blocks beyond the seed's: shapes, names, shortcuts, LRN against NumPy."""
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 from keras import layers
 
-from cnnzoo.layers import (
-    LocalResponseNormalization, ZeroPadShortcut, basic_block, bottleneck_block,
-    convolutional_block, inception_module, preact_bottleneck_block,
+from cnnzoo.models.inception import inception_module
+from cnnzoo.models.layers import LocalResponseNormalization
+from cnnzoo.models.resnet import (
+    ZeroPadShortcut,
+    basic_block,
+    bottleneck_block,
+    convolutional_block,
+    preact_bottleneck_block,
 )
 
 pytestmark = pytest.mark.jax
@@ -120,14 +124,14 @@ def test_inception_module_concatenates_four_branches():
 
 def test_keras_own_loader_reads_cnnzoo_layers_after_importing_cnnzoo_modelio(tmp_path):
     """Keras imports only its own modules while loading, so the README's documented call
-    (`import cnnzoo.modelio`, then `keras.saving.load_model`) must register every custom layer."""
+    (`import cnnzoo.inference.modelio`, then `keras.saving.load_model`) must register every custom layer."""
     import subprocess
     import sys
 
     inputs = keras.Input((6, 6, 8))
     model = keras.Model(inputs, LocalResponseNormalization()(ZeroPadShortcut(16, 2)(inputs)))
     model.save(tmp_path / "m.keras")
-    code = ("import cnnzoo.modelio, keras; "
+    code = ("import cnnzoo.inference.modelio, keras; "
             f"print([type(l).__name__ for l in keras.saving.load_model({str(tmp_path / 'm.keras')!r}).layers])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cnnzoo.pipeline import ArrayBatches
+from cnnzoo.datasets.batches import ArrayBatches
 
 x = np.arange(10, dtype="uint8").reshape(10, 1, 1, 1)
 y = np.arange(10)

@@ -20,21 +20,22 @@ from pathlib import Path
 
 import httpx
 import keras
+import loadtest
 import numpy as np
 import pytest
+from imagefolders import make_folder
 from PIL import Image
 from typer.testing import CliRunner
 
 from cnnzoo.cli import app as cli_app
 from cnnzoo.datasets import read_image
 from cnnzoo.errors import UserError
-from cnnzoo.predict import predict_files
-from cnnzoo.serve import loadtest
+from cnnzoo.inference.predict import predict_files
 from cnnzoo.serve import model as served_model
 from cnnzoo.serve.app import create_app
 from cnnzoo.serve.model import MicroBatcher
-from cnnzoo.train import TrainConfig, train
-from imagefolders import make_folder
+from cnnzoo.training.config import TrainConfig
+from cnnzoo.training.fit import train
 
 with warnings.catch_warnings():  # Starlette >= 1.x suggests httpx2; httpx still works
     warnings.simplefilter("ignore")

@@ -6,10 +6,19 @@ still be healthy afterwards and stop cleanly on Ctrl+C (SIGINT).
 
 import httpx
 import numpy as np
+from loadtest import (
+    Case,
+    bad_cases,
+    describe,
+    mixed_cases,
+    png,
+    run_load,
+    serve_subprocess,
+    smiles_faces,
+)
 from test_serve_api import data_mirror, tiny_run
 
-from cnnzoo.predict import predict_files
-from cnnzoo.serve.loadtest import Case, bad_cases, describe, mixed_cases, png, run_load, serve_subprocess, smiles_faces
+from cnnzoo.inference.predict import predict_files
 
 REQUESTS, CONCURRENCY, BAD_SHARE = 300, 32, 0.3
 MAX_MB = 0.1  # a small body limit, so the over-limit requests stay small on the wire

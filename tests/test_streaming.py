@@ -8,13 +8,23 @@ import pytest
 from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 from PIL import Image
 
-from cnnzoo import streaming
-from cnnzoo.datasets import load
+from cnnzoo.datasets import batches as streaming
+from cnnzoo.datasets import images, load
+from cnnzoo.datasets.batches import ArrayBatches, build_before_fit
+from cnnzoo.datasets.images import FileImages
 from cnnzoo.errors import UserError
-from cnnzoo.pipeline import ArrayBatches
-from cnnzoo.streaming import FileBatches, folder_files
 
 SIZE = 16
+
+
+def folder_files(name, **options):
+    """A folder listed for streaming: `load(..., stream=True)`."""
+    return load(name, stream=True, **options)
+
+
+def FileBatches(files, y, batch_size, *, image_size, **options):  # noqa: N802
+    """Batches decoded from the given files."""
+    return ArrayBatches(FileImages(files, (image_size, image_size), 3, "resize"), np.asarray(y), batch_size, **options)
 
 
 @pytest.fixture(autouse=True)
@@ -59,18 +69,18 @@ def test_streamed_batches_are_the_cached_arrays(root, resize, channels):
         expected = getattr(cached, name)
         np.testing.assert_array_equal(split.keys, expected.keys)  # the same files in each split, same order
         np.testing.assert_array_equal(split.y, expected.y)
-        x, y = stream(files.batches(split, 4, shuffle=False))
+        x, y = stream(split.batches(4, shuffle=False))
         assert x.dtype == np.uint8 and x.shape == expected.x.shape
         np.testing.assert_array_equal(x, expected.x)  # pixel-identical
         np.testing.assert_array_equal(y, expected.y)
-    np.testing.assert_array_equal(files.decode(files.test, progress=False).x, cached.test.x)
+    np.testing.assert_array_equal(files.test.in_memory(progress=False).x, cached.test.x)
     assert len(files.train) + len(files.val) + len(files.test) == 27
 
 
 def test_the_order_follows_seed_and_epoch_as_for_arrays(root):
     cached = load(f"folder:{root}", image_size=SIZE, progress=False)
     files = folder_files(f"folder:{root}", image_size=SIZE)
-    streamed = files.batches(files.train, 5, shuffle=True, seed=7)
+    streamed = files.train.batches(5, shuffle=True, seed=7)
     arrays = ArrayBatches(cached.train.x, cached.train.y, 5, shuffle=True, seed=7)
     first = stream(streamed)
     for got, want in zip(first, stream(arrays)):
@@ -82,18 +92,18 @@ def test_the_order_follows_seed_and_epoch_as_for_arrays(root):
         np.testing.assert_array_equal(got, want)
     assert not np.array_equal(first[0], second[0])  # another epoch, another order
     assert sorted(first[1]) == sorted(second[1])  # ... of the same images
-    resumed = files.batches(files.train, 5, shuffle=True, seed=7, epoch=1)  # a run resumed at epoch 1
+    resumed = files.train.batches(5, shuffle=True, seed=7, epoch=1)  # a run resumed at epoch 1
     np.testing.assert_array_equal(stream(resumed)[0], second[0])
-    other_seed = files.batches(files.train, 5, shuffle=True, seed=8)
+    other_seed = files.train.batches(5, shuffle=True, seed=8)
     assert not np.array_equal(stream(other_seed)[0], first[0])
 
 
 def test_full_batches_and_padding_as_for_arrays(root):
     cached = load(f"folder:{root}", image_size=SIZE, progress=False)
     files = folder_files(f"folder:{root}", image_size=SIZE)
-    full = files.batches(files.train, 4, shuffle=True, full_batches=True)
+    full = files.train.batches(4, shuffle=True, full_batches=True)
     assert len(full) == len(files.train) // 4 and all(len(full[i][0]) == 4 for i in range(len(full)))
-    padded = files.batches(files.test, 2, shuffle=False, pad_to=2)
+    padded = files.test.batches(2, shuffle=False, pad_to=2)
     want = ArrayBatches(cached.test.x, cached.test.y, 2, shuffle=False, pad_to=2)
     for i in range(len(padded)):
         for got, expected in zip(padded[i], want[i]):
@@ -112,22 +122,22 @@ def test_the_default_worker_count_is_one_per_core_up_to_four(monkeypatch):
 def test_keras_decodes_the_batches_in_background_threads(root, monkeypatch):
     monkeypatch.setattr(streaming, "cpu_count", lambda: 2)
     files = folder_files(f"folder:{root}", image_size=SIZE)
-    batches = files.batches(files.train, 4, shuffle=True, seed=1)
+    batches = files.train.batches(4, shuffle=True, seed=1)
     assert (batches.workers, batches.max_queue_size, batches.use_multiprocessing) == (2, 4, False)
     expected = [stream(batches)[0]]
     batches.on_epoch_end()
     expected.append(stream(batches)[0])
-    batches = files.batches(files.train, 4, shuffle=True, seed=1, workers=3, max_queue_size=5)
+    batches = files.train.batches(4, shuffle=True, seed=1, workers=3, max_queue_size=5)
     assert (batches.workers, batches.max_queue_size) == (3, 5)
 
     threads = set()
-    decode = streaming.decode_file
+    decode = images.decode_file
 
     def recording(*args):
         threads.add(threading.current_thread())
         return decode(*args)
 
-    monkeypatch.setattr(streaming, "decode_file", recording)
+    monkeypatch.setattr(images, "decode_file", recording)
     adapter = PyDatasetAdapter(batches, shuffle=False)
     assert adapter.enqueuer is not None  # Keras' OrderedEnqueuer: a thread pool and a queue
     for want in expected:  # two epochs, as fit drives them
@@ -137,7 +147,7 @@ def test_keras_decodes_the_batches_in_background_threads(root, monkeypatch):
         np.testing.assert_array_equal(got, want)
     assert threads and threading.main_thread() not in threads
 
-    serial = files.batches(files.train, 4, shuffle=True, workers=1)
+    serial = files.train.batches(4, shuffle=True, workers=1)
     assert PyDatasetAdapter(serial, shuffle=False).enqueuer is None  # decoded in the training thread
 
 
@@ -166,16 +176,16 @@ def test_fit_trains_on_each_epochs_order_with_background_workers(root, steps):
     import keras
 
     files = folder_files(f"folder:{root}", image_size=SIZE, validation=0.25)
-    batches = files.batches(files.train, 4, shuffle=True, seed=5, workers=2)
+    batches = files.train.batches(4, shuffle=True, seed=5, workers=2)
     expected = []
     for epoch in range(4):  # fit's own set-up calls on_epoch_end once before the first epoch
-        expected.append(list(files.batches(files.train, 4, shuffle=True, seed=5, epoch=epoch)))
+        expected.append(list(files.train.batches(4, shuffle=True, seed=5, epoch=epoch)))
     model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Rescaling(1 / 255),
                               keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    streaming.build_before_fit(model, batches)
+    build_before_fit(model, batches)
     history = model.fit(batches, epochs=3, shuffle=False, verbose=0,
-                        validation_data=files.batches(files.val, 4, shuffle=False, workers=2))
+                        validation_data=files.val.batches(4, shuffle=False, workers=2))
     assert np.isfinite(history.history["val_loss"]).all()
     trained = epochs_of(steps, len(batches))
     assert len(trained) == 3
@@ -188,8 +198,9 @@ def test_fit_trains_on_each_epochs_order_with_background_workers(root, steps):
 def test_train_from_the_stream_sees_the_cached_runs_batches(root, tmp_path, steps):
     """Same splits, same pixels, the same batches each epoch: only Keras' shuffle of the
     batch order within an epoch (fit's shuffle=True, Python's random) may differ."""
-    from cnnzoo import runs
-    from cnnzoo.train import TrainConfig, train
+    from cnnzoo.training import runs
+    from cnnzoo.training.config import TrainConfig
+    from cnnzoo.training.fit import train
 
     results, seen = {}, {}
     for stream in (False, True):
@@ -234,10 +245,10 @@ def test_a_bad_file_is_named_as_the_cached_reader_names_it(root):
     assert message.endswith("replace or delete it (a streamed folder cannot skip unreadable files).")
     assert "\n" not in message
 
-    split = files.test if str(bad) in files.test.files else files.train
+    split = files.test if str(bad) in files.test.x.files else files.train
     with pytest.raises(UserError, match="The file .*3.jpg is corrupt or truncated"):
-        files.decode(split, progress=False)
-    in_threads = PyDatasetAdapter(files.batches(split, 2, shuffle=False, workers=2), shuffle=False)
+        split.in_memory(progress=False)
+    in_threads = PyDatasetAdapter(split.batches(2, shuffle=False, workers=2), shuffle=False)
     in_threads.on_epoch_begin()
     with pytest.raises(UserError, match="The file .*3.jpg is corrupt or truncated"):
         for _ in in_threads.get_numpy_iterator():  # raised in a worker, reported in the training thread
@@ -259,7 +270,8 @@ def test_missing_file_and_not_a_folder(root, tmp_path):
     ("folder:x", "mirror,pca", "PCA colour augmentation needs every training image in memory"),
 ])
 def test_train_refuses_what_cannot_be_streamed(tmp_path, dataset, augment, message):
-    from cnnzoo.train import TrainConfig, train
+    from cnnzoo.training.config import TrainConfig
+    from cnnzoo.training.fit import train
 
     out = tmp_path / "run"
     with pytest.raises(UserError, match=message):
@@ -270,8 +282,8 @@ def test_train_refuses_what_cannot_be_streamed(tmp_path, dataset, augment, messa
 def test_cli_train_stream(root, tmp_path):
     from typer.testing import CliRunner
 
-    from cnnzoo import runs
     from cnnzoo.cli import app
+    from cnnzoo.training import runs
 
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["train", "happy", "--dataset", f"folder:{root}", "--stream", "--epochs", "1",
@@ -283,10 +295,10 @@ def test_cli_train_stream(root, tmp_path):
 
 
 def test_a_train_fraction_keeps_the_same_files_streamed_or_cached(root):
-    from cnnzoo.train import training_subset
+    from cnnzoo.training.fit import training_subset
 
     cached = training_subset(load(f"folder:{root}", image_size=SIZE, validation=0.1, progress=False), 0.5)
     streamed = training_subset(folder_files(f"folder:{root}", image_size=SIZE, validation=0.1), 0.5)
     assert 0 < len(streamed.train) < 27
     np.testing.assert_array_equal(streamed.train.keys, cached.train.keys)
-    np.testing.assert_array_equal(stream(streamed.batches(streamed.train, 4, shuffle=False))[0], cached.train.x)
+    np.testing.assert_array_equal(stream(streamed.train.batches(4, shuffle=False))[0], cached.train.x)

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnnzoo import torch_speed
+from cnnzoo.backends import torch_speed
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch-backend fixes")
 
@@ -92,8 +92,10 @@ def test_train_applies_the_fixes(monkeypatch, tmp_path):
     """`cnnzoo train` installs them; CNNZOO_TORCH_SPEED=0 keeps stock Keras."""
     calls = []
     monkeypatch.setattr(torch_speed, "apply", lambda: calls.append(1) or True)
-    from cnnzoo.train import TrainConfig, train
     from imagefolders import make_folder
+
+    from cnnzoo.training.config import TrainConfig
+    from cnnzoo.training.fit import train
 
     folder = make_folder(tmp_path / "data", classes=("a", "b"), per_class=6, size=16)
     train(TrainConfig("happy", f"folder:{folder}", epochs=1, batch_size=8, out=str(tmp_path / "run")), verbose=0)

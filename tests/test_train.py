@@ -10,14 +10,16 @@ import time
 import keras
 import numpy as np
 import pytest
+from imagefolders import make_folder
 from PIL import Image
 from typer.testing import CliRunner
 
-from cnnzoo import HappyModel, runs
+from cnnzoo import HappyModel
 from cnnzoo.cli import app
-from cnnzoo.modelio import load_model
-from cnnzoo.train import TrainConfig, train
-from imagefolders import make_folder
+from cnnzoo.inference.modelio import load_model
+from cnnzoo.training import runs
+from cnnzoo.training.config import TrainConfig
+from cnnzoo.training.fit import train
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -218,7 +220,7 @@ def test_a_mistakes_picture_needs_a_picture_format(softmax_run, tmp_path):
 
 
 def test_confident_mistakes_are_the_wrong_predictions_surest_first():
-    from cnnzoo.evaluate import confident_mistakes
+    from cnnzoo.inference.metrics import confident_mistakes
 
     proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.05, 0.95], [0.3, 0.7]])
     y_true = np.array([0, 0, 1, 0, 1])  # wrong: 1 (p 0.8), 2 (p 0.6), 3 (p 0.95)
@@ -300,7 +302,7 @@ def test_the_v1_bottleneck_resnets_train_with_warm_up_at_half_the_learning_rate(
 
 
 def test_warmup_ramps_the_learning_rate_up_then_the_cosine_decays_it():
-    from cnnzoo.train import build_training_model, compile_for
+    from cnnzoo.training.fit import build_training_model, compile_for
 
     model = build_training_model("happy", (64, 64, 3), 1)
     compile_for(model, TrainConfig("happy", "smiles", epochs=10, lr=1e-3, warmup=2).resolved(), steps=5)
@@ -311,11 +313,12 @@ def test_warmup_ramps_the_learning_rate_up_then_the_cosine_decays_it():
 
 
 def test_a_recipe_with_zero_init_residual_starts_the_residual_branches_at_zero():
-    from cnnzoo.train import Recipe, build_training_model, recipe_for
+    from cnnzoo.models import Recipe, model_info
+    from cnnzoo.training.fit import build_training_model
 
     # resnet152 learned too slowly on signs without it (docs/RESULTS.md); the others train as they are.
-    assert recipe_for("resnet152").zero_init_residual
-    assert not any(recipe_for(name).zero_init_residual for name in ("resnet50", "resnet101", "happy"))
+    assert model_info("resnet152").recipe.zero_init_residual
+    assert not any(model_info(name).recipe.zero_init_residual for name in ("resnet50", "resnet101", "happy"))
     gamma = lambda model: keras.ops.convert_to_numpy(model.get_layer("ResNet20").get_layer("bn2a_branch2b").gamma)
     assert not np.any(gamma(build_training_model("resnet20", (32, 32, 3), 6, Recipe(zero_init_residual=True))))
     assert np.all(gamma(build_training_model("resnet20", (32, 32, 3), 6)) == 1)
@@ -393,7 +396,7 @@ def test_train_seeds_trains_one_run_per_seed(folders, tmp_path):
 
 
 def test_weight_decay_reaches_the_optimizer():
-    from cnnzoo.train import build_training_model, compile_for
+    from cnnzoo.training.fit import build_training_model, compile_for
 
     model = build_training_model("happy", (64, 64, 3), 1)
     compile_for(model, TrainConfig("happy", "smiles", weight_decay=0.1).resolved(), steps=5)

@@ -4,14 +4,14 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from imagefolders import make_folder
 from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
 
-from cnnzoo import transfer
 from cnnzoo.errors import UserError
 from cnnzoo.models import get_model
-from cnnzoo.train import TrainConfig, train
-from imagefolders import make_folder
-
+from cnnzoo.training import transfer
+from cnnzoo.training.config import TrainConfig
+from cnnzoo.training.fit import train
 
 pytestmark = pytest.mark.usefixtures("private_cache")  # conftest.py: a fresh $CNNZOO_HOME
 
@@ -107,7 +107,7 @@ def test_freeze_needs_init_and_fraction_must_be_a_share(folders, tmp_path):
 
 def test_train_fraction_keeps_nested_per_class_subsets(folders, tmp_path):
     from cnnzoo.datasets import load
-    from cnnzoo.train import training_subset
+    from cnnzoo.training.fit import training_subset
 
     data = load(f"folder:{folders['three']}", validation=0.1, progress=False)
     ten, thirty = training_subset(data, 0.1), training_subset(data, 0.3)
@@ -122,8 +122,8 @@ def test_train_fraction_keeps_nested_per_class_subsets(folders, tmp_path):
 def test_cli_passes_the_transfer_options_through(pretrained, folders, tmp_path):
     from typer.testing import CliRunner
 
-    from cnnzoo import runs
     from cnnzoo.cli import app
+    from cnnzoo.training import runs
 
     out = tmp_path / "cli"
     result = CliRunner().invoke(app, [

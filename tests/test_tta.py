@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cnnzoo import tta
 from cnnzoo.errors import UserError
+from cnnzoo.inference import tta
 
 pytestmark = pytest.mark.jax
 

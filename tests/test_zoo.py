@@ -10,10 +10,9 @@ import os
 import re
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from cnnzoo.errors import UserError
 from cnnzoo.models import get_model, list_models, model_info

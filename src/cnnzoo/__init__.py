@@ -1,6 +1,6 @@
 """cnnzoo: the classic deep-CNN case studies in Keras 3.
 
-Importing cnnzoo only chooses the Keras backend (see `cnnzoo.backend`); keras itself and
+Importing cnnzoo only chooses the Keras backend (see `cnnzoo.backends.select`); keras itself and
 the models load on first use, so `cnnzoo --backend jax ...` can still choose.
 """
 
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib
 
-from cnnzoo import backend as _backend
+from cnnzoo import backends as _backends
 from cnnzoo.errors import UserError
 
 __version__ = "0.1.0"
 
 try:
-    _backend.select()
+    _backends.select()
 except UserError:
     pass  # no backend installed: said when a model is first needed, not on `cnnzoo --help`
 
@@ -22,13 +22,13 @@ except UserError:
 _EXPORTS = {
     "HappyModel": "cnnzoo.models.happy",
     "ResNet50": "cnnzoo.models.resnet",
-    "identity_block": "cnnzoo.layers",
-    "convolutional_block": "cnnzoo.layers",
+    "identity_block": "cnnzoo.models.resnet",
+    "convolutional_block": "cnnzoo.models.resnet",
     "get_model": "cnnzoo.models.registry",
     "list_models": "cnnzoo.models.registry",
     "model_info": "cnnzoo.models.registry",
-    "TrainConfig": "cnnzoo.train",
-    "load_model": "cnnzoo.modelio",
+    "TrainConfig": "cnnzoo.training.config",
+    "load_model": "cnnzoo.inference.modelio",
 }
 
 

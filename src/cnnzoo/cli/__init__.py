@@ -1,20 +1,19 @@
 """The `cnnzoo` command: thin Typer wrappers over the Python API.
 
-Each command module registers its commands on `app`; errors a user can cause
-(`UserError`) end as one sentence on stderr and exit code 2, never a traceback.
+Each command module (imported at the end of this file) registers its commands on `app`;
+errors a user can cause (`UserError`) end as one sentence on stderr and exit code 2, never
+a traceback.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
-import pkgutil
 import sys
 
 import typer
 from rich.console import Console
 
-from cnnzoo import backend
+from cnnzoo import backends
 from cnnzoo.errors import UserError
 
 app = typer.Typer(
@@ -24,7 +23,6 @@ app = typer.Typer(
     add_completion=False,
 )
 err_console = Console(stderr=True, highlight=False)
-
 
 
 def user_errors_exit_2(command):
@@ -56,14 +54,14 @@ def _options(
     ),
 ) -> None:
     if backend_name:
-        user_errors_exit_2(backend.select)(backend_name)
+        user_errors_exit_2(backends.select)(backend_name)
 
 
-# Every module of this package that defines `register(app)` contributes commands.
-for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-    _register = getattr(importlib.import_module(f"{__name__}.{_module}"), "register", None)
-    if _register is not None:
-        _register(app)
+# The command modules, each adding its commands with `register(app)`.
+from cnnzoo.cli import cost, data, models, serve, study, train  # noqa: E402
+
+for _module in (cost, data, models, serve, study, train):
+    _module.register(app)
 
 
 def main() -> None:

@@ -43,7 +43,7 @@ def cost(
     layers: bool = typer.Option(True, "--layers/--totals", help="Show every layer, or totals only."),
 ) -> None:
     """Parameters and multiply-accumulates (MACs) per layer, for one image; see docs/MODELS.md."""
-    from cnnzoo.cost import bottleneck_example, layer_costs
+    from cnnzoo.analysis.cost import bottleneck_example, layer_costs
 
     if example is not None:
         if example not in EXAMPLES:

@@ -32,7 +32,7 @@ def _build(name: str, input_shape: str | None, classes: int | None):
 
 def models(pattern: str = typer.Argument("*", help="Shell-style filter, e.g. 'resnet*'.")) -> None:
     """Table of the registered models with their parameter counts at the default input."""
-    from cnnzoo.cost import total_macs
+    from cnnzoo.analysis.cost import total_macs
     from cnnzoo.models import list_models, model_info
 
     table = Table(title="cnnzoo models")
@@ -69,7 +69,7 @@ def plot(
     dpi: int = typer.Option(96, help="Resolution of a .png."),
 ) -> None:
     """Draw the model's graph with Keras plot_model (needs Graphviz's `dot`)."""
-    from cnnzoo.report import plot_graph
+    from cnnzoo.analysis.report import plot_graph
 
     plot_graph(_build(model, input_shape, classes), output, dpi=dpi)
     console.print(f"wrote {output}")
@@ -77,19 +77,19 @@ def plot(
 
 def info() -> None:
     """Backend, versions, devices and where data is read from and cached."""
-    from cnnzoo import backend, paths
+    from cnnzoo import _io, backends
 
-    choice = backend.current()
+    choice = backends.current()
     import keras
 
     console.print(f"backend       {choice.backend} ({choice.reason})")
-    for package, version in backend.versions().items():
+    for package, version in backends.versions().items():
         console.print(f"{package:<13} {version}")
-    console.print(f"devices       {', '.join(backend.devices())}")
+    console.print(f"devices       {', '.join(backends.devices())}")
     console.print(f"image format  {keras.config.image_data_format()}")
-    mirror = paths.data_mirror()
+    mirror = _io.data_mirror()
     console.print(f"data mirror   {mirror or 'not set (CNNZOO_DATA_MIRROR)'}")
-    console.print(f"cache         {paths.home()} (CNNZOO_HOME)")
+    console.print(f"cache         {_io.home()} (CNNZOO_HOME)")
 
 
 def register(app: typer.Typer) -> None:

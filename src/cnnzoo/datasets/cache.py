@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnzoo import paths
-from cnnzoo.atomic import atomic_path
+from cnnzoo._io import atomic_path, home
 from cnnzoo.datasets.readers import Raw
 from cnnzoo.errors import UserError
 
@@ -26,7 +25,7 @@ FORMAT = 1  # bump when the decoding changes, so old caches are not reused
 
 
 def arrays_dir() -> Path:
-    return paths.home() / "datasets" / "arrays"
+    return home() / "datasets" / "arrays"
 
 
 def cache_path(name: str, key: dict) -> Path:

@@ -1,4 +1,9 @@
-"""`load`: a dataset name -> train / test (/ validation) arrays, through the cache."""
+"""`load`: a dataset name -> train / test (/ validation) splits, through the cache.
+
+Every source (datasets/sources.py) goes the same way: its cached arrays when they match
+what the source holds now, else read, decoded and cached. A streamed folder skips the
+decoding: its splits hold `FileImages`, decoded batch by batch while training runs.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +13,26 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnzoo.datasets import cache, fetch, readers, splits
-from cnnzoo.datasets.images import channels_arg, image_size_arg, resize_arg
-from cnnzoo.datasets.registry import DatasetSpec, FolderSource, H5Source, resolve
+from cnnzoo.datasets import cache, readers, splits
+from cnnzoo.datasets.images import (
+    STREAM_HINT,
+    FileImages,
+    channels_arg,
+    image_size_arg,
+    resize_arg,
+)
+from cnnzoo.datasets.sources import FolderSource, Source, resolve
 from cnnzoo.errors import UserError
-
-FOLDER_DEFAULT_SIZE = (64, 64)  # a user's folder: the size HappyModel and ResNet50 take
-FOLDER_TEST_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
 class Split:
-    """Images and labels of one split; `keys` are the files' paths (or pixel hashes)."""
+    """Images and labels of one split; `keys` are the files' paths (or pixel hashes).
 
-    x: np.ndarray  # uint8 (N, H, W, C)
+    `x` is a uint8 (N, H, W, C) array, or `FileImages` (the same, decoded on indexing)
+    for a streamed folder."""
+
+    x: np.ndarray | FileImages
     y: np.ndarray  # int64 (N,), or float32 one-hot (N, K)
     keys: np.ndarray  # str (N,)
 
@@ -36,6 +47,35 @@ class Split:
     def class_counts(self, num_classes: int) -> list[int]:
         return np.bincount(self.labels, minlength=num_classes).tolist()
 
+    def take(self, index) -> "Split":
+        """The images at `index` (positions or a boolean mask), decoded or not, as they are."""
+        x = self.x.subset(index) if isinstance(self.x, FileImages) else self.x[index]
+        return Split(x, self.y[index], self.keys[index])
+
+    def in_memory(self, *, progress: bool = True) -> "Split":
+        """This split with its images decoded into one array (a no-op when they are), in
+        parallel as `load` decodes them."""
+        if not isinstance(self.x, FileImages):
+            return self
+        images = self.x  # absolute paths: decode_all joins them to "/" unchanged
+        decoded, keep, bad = readers.decode_all(
+            "folder", "/", list(images.files), size=images.size, channels=images.channels, resize=images.resize,
+            label="decoding the streamed images", progress=progress, skip_bad=True,
+            where=lambda name: f"The file {name}",
+        )
+        if not keep.all():
+            raise UserError(f"{bad[0]}: {STREAM_HINT}.")
+        return Split(decoded, self.y, self.keys)
+
+    def batches(self, batch_size: int, *, y=None, **options):
+        """`ArrayBatches` of this split (datasets/batches.py); `y` replaces the labels (e.g. one
+        target per model output)."""
+        from cnnzoo.datasets.batches import (
+            ArrayBatches,  # imports keras, which `load` does not need
+        )
+
+        return ArrayBatches(self.x, self.y if y is None else y, batch_size, **options)
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -47,7 +87,7 @@ class Dataset:
     image_shape: tuple[int, int, int]
     preprocessing: dict  # record it with a model so predict prepares images the same way
     source: str  # the archive, folder or .h5 file(s) the images came from
-    cache_path: Path
+    cache_path: Path | None  # None for a streamed folder
     skipped: list[str] = field(default_factory=list)  # "<file> <why>" of skipped bad files
 
     @property
@@ -79,6 +119,7 @@ def load(
     test_fraction: float | None = None,
     download: bool = True,
     progress: bool = True,
+    stream: bool = False,
 ) -> Dataset:
     """Load a dataset as uint8 NHWC train / test (/ validation) arrays.
 
@@ -92,6 +133,8 @@ def load(
     `seed`, so a file stays in its split whatever else is added or removed. `skip_bad`
     skips unreadable images (listed in `ds.skipped`) instead of failing. The decoded arrays
     are cached under $CNNZOO_HOME; archives come from $CNNZOO_DATA_MIRROR or the internet.
+    `stream=True` (folders only) lists the files instead, and the splits decode them as
+    they are indexed (`FileImages`): the same splits and pixels, nothing decoded up front.
     """
     size = image_size_arg(image_size)
     channels = channels_arg(channels)
@@ -102,77 +145,51 @@ def load(
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise UserError(f"seed must be an integer. Received: seed={seed!r}")
     source = resolve(name)
-    options = {"format": cache.FORMAT, "resize": resize, "skip_bad": bool(skip_bad)}
-
-    if isinstance(source, DatasetSpec):
-        size, channels = size or source.image_size, channels or source.channels
-        default_test = source.test_fraction
-        archive = fetch.find_local(source)
-        raw, path = _cached(source, archive, size, channels, options)
-        if raw is None:
-            archive = fetch.archive_path(source, download=download, progress=progress)
-            raw, path = _cached(source, archive, size, channels, options)
-        if raw is None:
-            raw = readers.read_zip(source, archive, size=size, channels=channels, resize=resize,
-                                   skip_bad=skip_bad, progress=progress)
-            cache.save(path, _key(source, archive, size, channels, options), raw)
-        display, where = source.name, str(archive)
-    elif isinstance(source, FolderSource):
-        size, channels = size or FOLDER_DEFAULT_SIZE, channels or 3
-        default_test = FOLDER_TEST_FRACTION
-        key = {**options, "source": "folder", "path": str(source.path),
-               "files": readers.folder_signature(source.path), "size": list(size), "channels": channels}
-        path = cache.cache_path(f"folder-{source.path.name}", key)
-        raw = cache.load(path, key)
-        if raw is None:
-            raw = readers.read_folder(source.path, size=size, channels=channels, resize=resize,
-                                      skip_bad=skip_bad, progress=progress)
-            cache.save(path, key, raw)
-        display, where = source.name, str(source.path)
+    size, channels = size or source.image_size, channels or source.channels
+    if stream:
+        raw, path = _listed(source, size, channels, resize), None
     else:
-        assert isinstance(source, H5Source)
-        default_test = FOLDER_TEST_FRACTION
-        files = [p for p in (source.train, source.test) if p is not None]
-        key = {**options, "source": "h5", "files": [[str(p), *_stat(p)] for p in files],
-               "size": list(size) if size else None, "channels": channels}
-        path = cache.cache_path(f"h5-{source.train.stem}", key)
-        raw = cache.load(path, key)
-        if raw is None:
-            raw = readers.read_h5(source.train, source.test, size=size, channels=channels, resize=resize)
-            cache.save(path, key, raw)
-        display, where = source.name, ", ".join(map(str, files))
-
+        raw, path = _read_through_cache(source, size, channels, resize, skip_bad, download, progress)
     if raw.skipped:
-        sys.stderr.write(f"cnnzoo: skipped {len(raw.skipped)} unreadable file(s) of {display}, "
+        sys.stderr.write(f"cnnzoo: skipped {len(raw.skipped)} unreadable file(s) of {source.name}, "
                          f"e.g. {raw.skipped[0]}.\n")
-    return _assemble(raw, display, where, path, test_fraction if test_fraction is not None else default_test,
-                     validation, one_hot, seed, resize)
+    fraction = test_fraction if test_fraction is not None else source.test_fraction
+    return _assemble(raw, source.name, source.location(), path, fraction, validation, one_hot, seed, resize)
+
+
+def _read_through_cache(source: Source, size, channels, resize, skip_bad, download, progress):
+    """(Raw, cache file): the cached arrays while they match the source, else read and cached."""
+    options = {"format": cache.FORMAT, "resize": resize, "skip_bad": bool(skip_bad),
+               "size": list(size) if size else None, "channels": channels}
+    key = source.key(options)  # None: the source is not on this machine yet
+    path = cache.cache_path(source.cache_name, key) if key is not None else None
+    raw = cache.load(path, key) if path is not None else None
+    if raw is None:
+        source.prepare(download=download, progress=progress)  # check the archive, or fetch it
+        key = source.key(options)
+        path = cache.cache_path(source.cache_name, key)
+        raw = source.read(size=size, channels=channels, resize=resize, skip_bad=skip_bad, progress=progress)
+        cache.save(path, key, raw)
+    return raw, path
+
+
+def _listed(source: Source, size, channels, resize) -> readers.Raw:
+    """A folder's files as a Raw whose images are `FileImages`: nothing is decoded."""
+    if not isinstance(source, FolderSource):
+        raise UserError(f"Only image folders can be streamed, and {source.name} is not one: give "
+                        f"folder:PATH, or load {source.name} as cached arrays.")
+    class_names, entries = source.files()
+    keys = np.array([relative for relative, _, _ in entries], dtype=str)
+    files = [str(source.path / relative) for relative in keys]
+    return readers.Raw(
+        x=FileImages(files, size, channels, resize), y=np.array([label for _, label, _ in entries], np.int64),
+        keys=keys, official=np.array([split for *_, split in entries], np.int8), class_names=class_names,
+    )
 
 
 def _fraction(value, name: str) -> None:
     if not isinstance(value, (int, float, np.floating)) or isinstance(value, bool) or not 0 <= value < 1:
         raise UserError(f"{name} must be a fraction from 0 up to (not including) 1. Received: {name}={value!r}")
-
-
-def _stat(path: Path) -> list[int]:
-    stat = path.stat()
-    return [stat.st_size, stat.st_mtime_ns]
-
-
-def _key(spec: DatasetSpec, archive: Path, size, channels, options) -> dict:
-    # The archive is identified by name, size and mtime: a changed or replaced archive
-    # (a fuller mirror, a fresh download) gets new arrays, without hashing it on every load.
-    return {**options, "source": "zip", "dataset": spec.name, "pattern": spec.pattern,
-            "classes": list(spec.classes), "archive": [archive.name, *_stat(archive)],
-            "size": list(size), "channels": channels}
-
-
-def _cached(spec, archive, size, channels, options):
-    if archive is None:
-        return None, None
-    key = _key(spec, archive, size, channels, options)
-    path = cache.cache_path(spec.name, key)
-    return cache.load(path, key), path
 
 
 def split_indices(keys, labels, official, test_fraction: float, validation: float, seed: int):
@@ -207,17 +224,12 @@ def preprocessing_record(image_shape, resize: str, name: str, class_names) -> di
 def _assemble(raw, name, where, path, test_fraction, validation, one_hot, seed, resize) -> Dataset:
     train_idx, val_idx, test_idx = split_indices(raw.keys, raw.y, raw.official, test_fraction, validation, seed)
     k = len(raw.class_names)
-
-    def split(idx) -> Split:
-        y = raw.y[idx]
-        if one_hot:
-            y = np.eye(k, dtype=np.float32)[y]
-        return Split(raw.x[idx], y, raw.keys[idx])
-
+    y = np.eye(k, dtype=np.float32)[raw.y] if one_hot else raw.y
+    every = Split(raw.x, y, raw.keys)
     h, w, c = raw.x.shape[1:]
     preprocessing = preprocessing_record((h, w, c), resize, name, raw.class_names)
     return Dataset(
-        name=name, class_names=list(raw.class_names), train=split(train_idx), test=split(test_idx),
-        val=split(val_idx) if val_idx is not None else None, image_shape=(int(h), int(w), int(c)),
+        name=name, class_names=list(raw.class_names), train=every.take(train_idx), test=every.take(test_idx),
+        val=every.take(val_idx) if val_idx is not None else None, image_shape=(int(h), int(w), int(c)),
         preprocessing=preprocessing, source=where, cache_path=path, skipped=list(raw.skipped),
     )

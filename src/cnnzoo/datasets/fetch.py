@@ -17,8 +17,7 @@ import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from cnnzoo import paths
-from cnnzoo.atomic import atomic_path
+from cnnzoo._io import atomic_path, data_mirror, home
 from cnnzoo.datasets.registry import DatasetSpec
 from cnnzoo.errors import UserError
 
@@ -27,7 +26,7 @@ _JUNK = ("__MACOSX/", "Thumbs.db", "desktop.ini")
 
 
 def archives_dir() -> Path:
-    return paths.home() / "datasets" / "archives"
+    return home() / "datasets" / "archives"
 
 
 def is_junk(member: str) -> bool:
@@ -104,7 +103,7 @@ def verify(spec: DatasetSpec, path: Path, shown: str | None = None, redo: str | 
 
 
 def in_mirror(spec: DatasetSpec) -> Path | None:
-    mirror = paths.data_mirror()
+    mirror = data_mirror()
     if mirror is None:
         return None
     for filename in (spec.filename, *spec.other_filenames):
@@ -147,7 +146,7 @@ def archive_path(spec: DatasetSpec, *, download: bool = True, progress: bool = T
 
 
 def _offline_hint(spec: DatasetSpec, why: str) -> str:
-    mirror = paths.data_mirror()
+    mirror = data_mirror()
     where = f"{MIRROR_VARIABLE} (now {mirror}, which has no {spec.filename})" if mirror else (
         f"{MIRROR_VARIABLE} (now unset)"
     )

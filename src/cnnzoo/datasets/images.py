@@ -134,3 +134,45 @@ def read_image(path, image_size=None, channels: int = 3, *, resize: str = "resiz
 
 
 BAD_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
+STREAM_HINT = "replace or delete it (a streamed folder cannot skip unreadable files)"
+
+
+def decode_file(path, size: tuple[int, int], channels: int, resize: str) -> np.ndarray:
+    """One image file -> uint8 (H, W, C), exactly as `load` decodes it; a `UserError`
+    naming the file when it cannot be read or decoded."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:  # as the cached reader reports an unreadable file
+        why = f"cannot be read ({error})"
+    else:
+        array, why = try_decode(data, size, channels, resize)
+        if array is not None:
+            return array
+    raise UserError(f"The file {path} {why}: {STREAM_HINT}.")
+
+
+class FileImages:
+    """Stands in for a uint8 (N, H, W, C) array: indexing it with positions decodes those files."""
+
+    def __init__(self, files, size: tuple[int, int], channels: int, resize: str):
+        self.files = np.asarray(files, dtype=str)
+        self.size, self.channels, self.resize = tuple(size), channels, resize
+        self.shape = (len(self.files), *self.size, channels)
+        self.dtype = np.dtype(np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index) -> np.ndarray:
+        index = np.asarray(index)
+        if index.ndim == 0:
+            return decode_file(self.files[index], self.size, self.channels, self.resize)
+        out = np.empty((len(index), *self.size, self.channels), np.uint8)
+        for i, position in enumerate(index):
+            out[i] = decode_file(self.files[position], self.size, self.channels, self.resize)
+        return out
+
+    def subset(self, index) -> "FileImages":
+        """The images at `index` (positions or a mask), still undecoded."""
+        return FileImages(self.files[index], self.size, self.channels, self.resize)
+

@@ -5,8 +5,8 @@ A registered set is an upstream archive (GitHub's zip of a branch, top folder
 that top folder, into a class (and, for sets with an official split, a split). The CLI
 table, the docs and the parametrised tests all come from here.
 
-Besides registered names, `resolve` understands a user's own data:
-`folder:PATH` (one sub-folder per class) and `h5:TRAIN.h5[,TEST.h5]` (the course's files).
+A user's own data (`folder:PATH`, `h5:TRAIN.h5[,TEST.h5]`) is not registered: see
+datasets/sources.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cnnzoo.errors import UserError
 
@@ -41,6 +40,11 @@ class DatasetSpec:
     size: int | None = None
     sha256: str | None = None
     other_filenames: tuple[str, ...] = ()  # other names accepted in the mirror
+    # Training augmentations that suit the images (cnnzoo.training.augment names), used unless
+    # the run names its own: faces are left-right symmetric, so mirroring is free data; hand
+    # signs and digits are not (a mirrored sign is the other hand's, a mirrored 2 is no digit).
+    # Small shifts suit all of them (on smiles they cut HappyModel's overfitting).
+    augment: tuple[str, ...] = ()
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -113,54 +117,6 @@ def dataset_info(name: str) -> DatasetSpec:
         ) from None
 
 
-@dataclass(frozen=True)
-class FolderSource:
-    path: Path
-
-    @property
-    def name(self) -> str:
-        return f"folder:{self.path}"
-
-
-@dataclass(frozen=True)
-class H5Source:
-    train: Path
-    test: Path | None
-
-    @property
-    def name(self) -> str:
-        return f"h5:{self.train}" + (f",{self.test}" if self.test else "")
-
-
-def resolve(name) -> DatasetSpec | FolderSource | H5Source:
-    """A registered name, a `DatasetSpec`, `folder:PATH` or `h5:TRAIN.h5[,TEST.h5]`."""
-    if isinstance(name, (DatasetSpec, FolderSource, H5Source)):
-        return name
-    if not isinstance(name, str) or not name:
-        raise UserError(f"A dataset name must be a non-empty string. Received: {name!r}")
-    if name.startswith("folder:"):
-        path = Path(name[len("folder:"):]).expanduser()
-        if not str(path) or not path.is_dir():
-            raise UserError(
-                f"The image folder {path} does not exist or is not a folder: give folder:PATH "
-                "with one sub-folder of images per class."
-            )
-        return FolderSource(path.resolve())
-    if name.startswith("h5:"):
-        parts = [p for p in name[len("h5:"):].split(",") if p]
-        if not 1 <= len(parts) <= 2:
-            raise UserError(
-                f"Cannot read {name!r}: write h5:TRAIN.h5 or h5:TRAIN.h5,TEST.h5 "
-                "(for example h5:train_signs.h5,test_signs.h5)."
-            )
-        paths = [Path(p).expanduser() for p in parts]
-        for path in paths:
-            if not path.is_file():
-                raise UserError(f"The HDF5 file {path} does not exist: check the path after h5:.")
-        return H5Source(paths[0].resolve(), paths[1].resolve() if len(paths) == 2 else None)
-    return dataset_info(name)
-
-
 _DIGITS = tuple(str(d) for d in range(10))
 _SIGNS_URL = "https://github.com/ardamavi/Sign-Language-Digits-Dataset/archive/refs/heads/master.zip"
 _SIGNS_CITATION = (
@@ -174,6 +130,7 @@ _SIGN_LANGUAGE = dict(
     filename="sign-language-digits.zip",
     other_filenames=("Sign-Language-Digits-Dataset-master.zip",),
     pattern=r"Dataset/(?P<cls>[0-9])/[^/]+",
+    augment=("shift",),
     image_size=(64, 64),
     channels=3,
     licence="Apache-2.0",
@@ -210,6 +167,7 @@ register_dataset(DatasetSpec(
     pattern=r"SMILEs/(?P<cls>negatives|positives)/(?:negatives|positives)7/[^/]+",
     classes=("not smiling", "smiling"),
     folder_to_class={"negatives": "not smiling", "positives": "smiling"},
+    augment=("mirror", "shift"),
     image_size=(64, 64),
     channels=1,
     licence="open source project (cite the repository)",
@@ -224,6 +182,7 @@ register_dataset(DatasetSpec(
     other_filenames=("mnist-pngs-main.zip",),
     pattern=r"(?P<split>train|test)/(?P<cls>[0-9])/[^/]+",
     classes=_DIGITS,
+    augment=("shift",),
     image_size=(28, 28),
     channels=1,
     test_fraction=None,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnzoo.atomic import atomic_path
+from cnnzoo._io import atomic_path
+from cnnzoo.analysis.report import picture_path
 from cnnzoo.datasets import splits
 from cnnzoo.errors import UserError
-from cnnzoo.report import picture_path
 
 FORMATS = (".png", ".jpg", ".jpeg", ".svg", ".pdf")
 

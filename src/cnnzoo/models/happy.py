@@ -5,9 +5,15 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from cnnzoo.layers import channel_axis
-from cnnzoo.models.common import backbone_pooling, check_arguments, default_activation
-from cnnzoo.models.registry import register_model
+from cnnzoo.models.layers import (
+    backbone_pooling,
+    channel_axis,
+    check_arguments,
+    default_activation,
+)
+from cnnzoo.models.registry import Recipe, register_model
+
+MIN_SIZE = 2  # the 2x2 max pool
 
 
 @register_model(
@@ -15,9 +21,14 @@ from cnnzoo.models.registry import register_model
     description="The Keras tutorial's smile detector: one 7x7 conv, BN, ReLU, max pool, sigmoid.",
     paper="deeplearning.ai CNN course, week 2: Keras tutorial - the Happy House (2017)",
     year=2017,
-    input_shape=(64, 64, 3),
-    classes=1,
     reference_params=37_633,
+    min_input_size=MIN_SIZE,
+    # Chosen on smiles' validation split (with its default augmentation, mirror + shift):
+    # mirroring alone overfits (24 epochs: train 95.7%, validation plateau 90.9%; weight
+    # decay 0.1 did not change that: 91.1% at epoch 13); with shifts, validation reached
+    # 91.4% (loss 0.220, the lowest) at epoch 14 of 16 while training accuracy (89.9%)
+    # was still below it, so the run is longer.
+    recipe=Recipe(epochs=24, batch_size=32, lr=1e-3),
 )
 def HappyModel(
     input_shape=(64, 64, 3),
@@ -33,7 +44,7 @@ def HappyModel(
     more classes give a softmax layer of that size.
     """
     input_shape = check_arguments(
-        "HappyModel", input_shape, classes, min_size=2, pooling=pooling, include_top=include_top
+        "HappyModel", input_shape, classes, min_size=MIN_SIZE, pooling=pooling, include_top=include_top
     )
     inputs = keras.Input(input_shape, name="input")
     x = layers.ZeroPadding2D(3, name="zero_pad")(inputs)  # 70x70x3

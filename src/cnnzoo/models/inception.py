@@ -28,8 +28,14 @@ import keras
 from keras import layers
 
 from cnnzoo.errors import UserError
-from cnnzoo.layers import LocalResponseNormalization, conv_bn_relu, inception_module
-from cnnzoo.models.common import backbone_pooling, check_arguments
+from cnnzoo.models.layers import (
+    HE_NORMAL,
+    LocalResponseNormalization,
+    backbone_pooling,
+    channel_axis,
+    check_arguments,
+    conv_bn_relu,
+)
 from cnnzoo.models.registry import register_model
 
 PAPER = "Szegedy et al.: Going Deeper with Convolutions (CVPR 2015; arXiv 2014)"
@@ -53,6 +59,38 @@ AUX_LOSS_WEIGHTS = (1.0, 0.3, 0.3)  # predictions, aux1, aux2 (Section 5 of the 
 MIN_SIZE_AUX = 65  # the auxiliary 5x5 average pool needs a 5x5 map at 4a (input / 16)
 
 
+def inception_module(X, widths, name: str, *, wide_kernel: int = 5, batch_norm: bool = True,
+                     kernel_initializer=HE_NORMAL, reductions: bool = True):
+    """GoogLeNet's Inception module (Szegedy et al. 2014, Fig. 2b).
+
+    `widths` = (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj) as in the paper's
+    Table 1. Four branches run side by side and are concatenated on the channel axis:
+    1x1; 1x1 -> 3x3; 1x1 -> 5x5 (`wide_kernel`, which torchvision sets to 3); and
+    3x3 max pool (stride 1) -> 1x1. Every conv is followed by (BN and) ReLU. The output
+    has 1x1 + 3x3 + 5x5 + pool-proj channels and the input's height and width.
+    `reductions=False` is the naive module of Fig. 2a, the lecture's costly one: no 1x1
+    before the 3x3 and 5x5 convs and none after the pool (the reduce and proj widths are
+    ignored; the pool branch passes all input channels through).
+    """
+    try:
+        n1, r3, n3, r5, n5, proj = (int(w) for w in widths)
+    except (TypeError, ValueError):
+        raise ValueError(
+            "widths must be six integers (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj). "
+            f"Received: widths={widths!r}"
+        ) from None
+    unit = dict(batch_norm=batch_norm, kernel_initializer=kernel_initializer)
+    b1 = conv_bn_relu(X, n1, 1, f"{name}_1x1", **unit)
+    b2 = conv_bn_relu(X, r3, 1, f"{name}_3x3_reduce", **unit) if reductions else X
+    b2 = conv_bn_relu(b2, n3, 3, f"{name}_3x3", **unit)
+    b3 = conv_bn_relu(X, r5, 1, f"{name}_5x5_reduce", **unit) if reductions else X
+    b3 = conv_bn_relu(b3, n5, wide_kernel, f"{name}_5x5", **unit)
+    b4 = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(X)
+    if reductions:
+        b4 = conv_bn_relu(b4, proj, 1, f"{name}_pool_proj", **unit)
+    return layers.Concatenate(axis=channel_axis(), name=f"{name}_output")([b1, b2, b3, b4])
+
+
 def _aux_head(x, classes: int, name: str, batch_norm: bool, activation):
     x = layers.AveragePooling2D(5, strides=3, name=f"{name}_pool")(x)  # 4x4 at 224
     x = conv_bn_relu(x, 128, 1, f"{name}_conv", batch_norm=batch_norm)
@@ -67,8 +105,7 @@ def _aux_head(x, classes: int, name: str, batch_norm: bool, activation):
     description="GoogLeNet (Inception v1): 9 Inception modules, BN, global pool; no aux heads.",
     paper=PAPER,
     year=2014,
-    input_shape=(224, 224, 3),
-    classes=1000,
+    aux_loss_weights=AUX_LOSS_WEIGHTS[1:],
     reference_params=6_624_904,  # torchvision, which has 3x3 in the 5x5 branch (see above)
 )
 def GoogLeNet(

@@ -13,7 +13,7 @@ import keras
 from keras import layers
 
 from cnnzoo.errors import UserError
-from cnnzoo.models.common import backbone_pooling, check_arguments
+from cnnzoo.models.layers import backbone_pooling, check_arguments
 from cnnzoo.models.registry import register_model
 
 PAPER = "LeCun, Bottou, Bengio, Haffner: Gradient-Based Learning Applied to Document Recognition (Proc. IEEE 1998)"
@@ -58,7 +58,7 @@ def lenet5(
     return keras.Model(inputs, x, name=name)
 
 
-_FACTS = dict(paper=PAPER, year=1998, input_shape=(32, 32, 1), classes=10, reference_params=61_706)
+_FACTS = dict(paper=PAPER, year=1998, reference_params=61_706, min_input_size=MIN_SIZE)
 
 
 @register_model("lenet5", description="LeNet-5 as in 1998: average pooling, tanh; ~60k parameters.", **_FACTS)

@@ -8,7 +8,6 @@ Rule (first match wins):
 4. JAX when it is installed;
 5. otherwise a `UserError` that names the extra to install.
 
-This is the only module (with benchmarks) allowed to touch a framework directly.
 """
 
 from __future__ import annotations

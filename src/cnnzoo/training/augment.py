@@ -4,7 +4,8 @@ device, on any backend, and pass images through unchanged at inference.
 Images reach them scaled to [0, 1] (after the model's Rescaling layer). Keras provides the
 mirror, translation and rotation layers; the two colour augmentations of the lecture and
 the Inception-style random-resized crop are not in Keras, so they are written here, each
-seeded through a keras.random.SeedGenerator.
+seeded through a keras.random.SeedGenerator. Each dataset's default list is in its registry
+entry (cnnzoo.datasets).
 
 | name | what | layer |
 | --- | --- | --- |
@@ -137,18 +138,6 @@ class RandomResizedCrop(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "scale": list(self.scale), "ratio": list(self.ratio), "seed": self.seed}
-
-
-# Per-dataset defaults: faces are left-right symmetric, so mirroring is free data; hand signs
-# and digits are not (a mirrored sign is the other hand's, a mirrored 2 is no digit). Small
-# shifts suit all of them (on smiles they cut HappyModel's overfitting: docs/RESULTS.md).
-# Image folders get none: cnnzoo cannot know what they hold.
-DEFAULTS = {"smiles": ("mirror", "shift"), "signs": ("shift",), "sign-digits": ("shift",), "sign-digits-6-9": ("shift",),
-            "mnist": ("shift",)}
-
-
-def default_for(dataset: str) -> tuple[str, ...]:
-    return DEFAULTS.get(dataset, ())
 
 
 def parse(names: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:

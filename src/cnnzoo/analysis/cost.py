@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from cnnzoo.layers import LocalResponseNormalization
+from cnnzoo.models.layers import LocalResponseNormalization, channel_axis, image_shape
 
 _CONV = (layers.Conv1D, layers.Conv2D, layers.Conv3D)
 _TRANSPOSE = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
@@ -53,8 +53,7 @@ def _elements(shape) -> int:
 
 
 def _channels(layer, shape) -> int:
-    channels_last = getattr(layer, "data_format", "channels_last") != "channels_first"
-    return int(shape[-1] if channels_last else shape[1])
+    return int(shape[channel_axis(getattr(layer, "data_format", None))])
 
 
 def layer_macs(layer, input_shapes, output_shapes) -> int:
@@ -139,8 +138,7 @@ def bottleneck_example() -> dict[str, keras.Model]:
     12,443,648 MACs, about a tenth. `{k: total_macs(m) for k, m in
     bottleneck_example().items()}` gives both figures.
     """
-    shape = (28, 28, 192) if keras.config.image_data_format() == "channels_last" else (192, 28, 28)
-    inputs = keras.Input(shape, name="volume")
+    inputs = keras.Input(image_shape(28, 28, 192), name="volume")
     direct = layers.Conv2D(32, 5, padding="same", name="conv_5x5")(inputs)
     squeezed = layers.Conv2D(16, 1, name="bottleneck_1x1")(inputs)
     after = layers.Conv2D(32, 5, padding="same", name="conv_5x5")(squeezed)

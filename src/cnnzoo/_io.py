@@ -1,6 +1,9 @@
-"""Atomic file writes: a temp file beside the target, renamed into place on success.
+"""Where cnnzoo keeps files, and how it writes them.
 
-A crash or Ctrl-C mid-write leaves the old file (or none), never a half-written one.
+Locations come from environment variables: $CNNZOO_HOME (the cache) and
+$CNNZOO_DATA_MIRROR (the offline dataset mirror). Writes are atomic: a temp file beside
+the target, renamed into place on success, so a crash or Ctrl-C mid-write leaves the old
+file (or none), never a half-written one.
 """
 
 from __future__ import annotations
@@ -12,6 +15,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cnnzoo.errors import UserError
+
+
+def home() -> Path:
+    """Cache root for datasets and decoded arrays: $CNNZOO_HOME, default ~/.cache/cnnzoo."""
+    return Path(os.environ.get("CNNZOO_HOME") or Path.home() / ".cache" / "cnnzoo").expanduser()
+
+
+def data_mirror() -> Path | None:
+    """Offline mirror of dataset archives ($CNNZOO_DATA_MIRROR), tried before any download."""
+    value = os.environ.get("CNNZOO_DATA_MIRROR")
+    return Path(value).expanduser() if value else None
 
 
 _UMASK = os.umask(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from cnnzoo.atomic import atomic_path
+from cnnzoo._io import atomic_path
 from cnnzoo.errors import UserError
 
 GRAPH_FORMATS = (".png", ".svg", ".pdf")
@@ -97,7 +97,7 @@ def plot_mistakes(images, y_true, proba, class_names, path: Path, title: str = "
     the predicted one and the probability given to it (like fastai's plot_top_losses)."""
     import numpy as np
 
-    from cnnzoo.evaluate import confident_mistakes
+    from cnnzoo.inference.metrics import confident_mistakes
 
     path = picture_path(path)
     chosen = confident_mistakes(y_true, proba, count)

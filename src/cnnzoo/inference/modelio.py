@@ -12,17 +12,16 @@ from pathlib import Path
 
 import keras
 
-from cnnzoo import augment, layers  # noqa: F401  (registers cnnzoo's layer classes for loading)
+from cnnzoo import models  # noqa: F401  (registers the layer classes of every family, for loading)
 from cnnzoo.errors import UserError
-
-RUN_MODEL = "model.keras"  # inside a run folder: the best epoch by validation
+from cnnzoo.training import augment, runs  # noqa: F401  (augment registers its layer classes)
 
 
 def resolve_model_path(path) -> Path:
     """A model file, or the best model of a run folder; missing paths are a UserError."""
     path = Path(path)
     if path.is_dir():
-        path = path / RUN_MODEL
+        path = path / runs.BEST
     if not path.is_file():
         raise UserError(
             f"Model file {path} does not exist: pass a .keras or .h5 file, or a run folder "

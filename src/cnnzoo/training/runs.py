@@ -21,7 +21,7 @@ from pathlib import Path
 
 import keras
 
-from cnnzoo import atomic
+from cnnzoo import _io
 from cnnzoo.errors import UserError
 
 BEST, LAST, HISTORY, CONFIG, METRICS = "model.keras", "last.keras", "history.csv", "config.json", "metrics.json"
@@ -85,7 +85,7 @@ class RunRecorder(keras.callbacks.Callback):
         self._write_history()
 
     def _save(self, path: Path) -> None:
-        with atomic.atomic_path(path) as tmp:
+        with _io.atomic_path(path) as tmp:
             self.model.save(tmp)
 
     def _write_history(self) -> None:
@@ -94,4 +94,4 @@ class RunRecorder(keras.callbacks.Callback):
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(keys)
         writer.writerows(zip(*(self.history[k] for k in keys)))
-        atomic.write_text(self.run / HISTORY, out.getvalue())
+        _io.write_text(self.run / HISTORY, out.getvalue())

@@ -1,7 +1,7 @@
 """A small, bounded load generator for `cnnzoo serve` (loopback only): many concurrent
 requests, good and bad images mixed, every answer checked, latency percentiles.
 
-Used by tests/test_serve_load.py and benchmarks/serve_load.py. Needs httpx (test extra).
+Used by benchmarks/serve_load.py and the tests (tests/test_serve_load.py). Needs httpx (test extra).
 """
 
 from __future__ import annotations

@@ -1,0 +1,72 @@
+"""Score trained models on a dataset split: one model or an ensemble, with or without
+test-time views, with the confusion matrix and the most confident mistakes as pictures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cnnzoo import _io
+from cnnzoo.errors import UserError
+from cnnzoo.inference import tta as test_time
+from cnnzoo.inference.metrics import (
+    check_classes,
+    classification_metrics,
+    predict_proba,
+)
+from cnnzoo.inference.modelio import takes_raw_pixels
+from cnnzoo.inference.predict import input_geometry, load_for_prediction, run_config
+from cnnzoo.training import runs
+
+
+def evaluate_models(model_files, *, dataset=None, split="test", tta="none", out=None, confusion=None,
+                    mistakes=None, arch=None, unsafe=False) -> dict:
+    """Metrics of one model, or of the ensemble of several (their probabilities averaged),
+    on a dataset split (default: the first run's dataset), optionally averaged over test-time
+    views (cnnzoo.inference.tta). With `out`, writes out/metrics.json and out/confusion.png; `mistakes`,
+    a picture of the most confidently wrong images."""
+    from cnnzoo.analysis.report import picture_path, plot_confusion, plot_mistakes
+    from cnnzoo.datasets import load
+
+    if split not in ("test", "val", "train"):
+        raise UserError(f"Unknown split {split!r}: use test, val or train.")
+    test_time.check_mode(tta)  # before any model or data is loaded
+    if mistakes:
+        picture_path(mistakes)
+    models = [load_for_prediction(path, arch, unsafe) for path in model_files]
+    config = run_config(model_files[0])
+    dataset = dataset or config.get("train", {}).get("dataset")
+    if dataset is None:
+        raise UserError(f"{model_files[0]} is not inside a run folder: name the dataset with --dataset.")
+    geometry = input_geometry(models[0])
+    for path, model in zip(model_files[1:], models[1:]):
+        if input_geometry(model) != geometry:
+            raise UserError(f"{path} takes {input_geometry(model)} images but {model_files[0]} takes {geometry}: "
+                            "an ensemble needs models of one input size.")
+    validation = config.get("train", {}).get("validation", 0.1 if split == "val" else 0.0)
+    data = load(dataset, image_size=geometry[:2], channels=geometry[2], validation=validation)
+    part = getattr(data, split)
+    members = []
+    for path, model in zip(model_files, models):
+        scale = not takes_raw_pixels(model)
+        proba = test_time.average_probabilities(lambda view: predict_proba(model, view, scale_pixels=scale),
+                                                part.x, tta)
+        check_classes(proba.shape[1], data.class_names, str(path))
+        members.append(proba)
+    proba = np.mean(members, axis=0)
+    result = classification_metrics(part.y, proba, data.class_names)
+    title = f"{Path(model_files[0]).name}{f' +{len(models) - 1}' if len(models) > 1 else ''} on {dataset} ({split})"
+    if out:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        _io.write_json(out / runs.METRICS, {
+            "members": [str(p) for p in model_files], "dataset": dataset, "split": split, "tta": tta,
+            split: result,
+        })
+        confusion = confusion or out / runs.CONFUSION
+    if confusion:
+        plot_confusion(result["confusion_matrix"], data.class_names, confusion, f"{title}: accuracy {result['accuracy']:.1%}")
+    if mistakes:
+        plot_mistakes(part.x, part.y, proba, data.class_names, mistakes, f"{title}: the most confident mistakes")
+    return result

@@ -1,0 +1,222 @@
+"""The fit recipe: from a TrainConfig to a complete run folder.
+
+Images stay uint8 in memory; the model itself scales them (a Rescaling layer in front of
+the architecture), so scaling and casting run inside the training step on the device and
+the saved model carries its own preprocessing: predict feeds it plain pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from cnnzoo import _io
+from cnnzoo.analysis.report import plot_confusion, plot_curves
+from cnnzoo.backends import devices, distribute, torch_speed, versions
+from cnnzoo.datasets.batches import build_before_fit
+from cnnzoo.errors import UserError
+from cnnzoo.inference.metrics import classification_metrics, predict_proba
+from cnnzoo.models import Recipe, model_info
+from cnnzoo.training import augment, runs, transfer
+from cnnzoo.training.config import PRECISIONS, TrainConfig
+
+
+def output_units(model_classes: int, dataset_classes: int) -> int:
+    """A one-unit (sigmoid) model keeps one unit on two-class data; otherwise one per class."""
+    return 1 if model_classes == 1 and dataset_classes == 2 else dataset_classes
+
+
+def _batch_norms(model: keras.Model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _batch_norms(layer)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            yield layer
+
+
+def build_training_model(name: str, image_shape, classes: int, recipe: Recipe = Recipe(), *,
+                         augmentations=(), train_images=None, aux_logits: bool = False) -> keras.Model:
+    """uint8 pixels -> Rescaling(1/255) -> [augmentation] -> the registered architecture.
+
+    Augmentation layers (cnnzoo.training.augment names) are active only in training; at
+    inference they pass images through. `train_images` give PCA colour augmentation its basis.
+    The recipe's BN momentum is set on the architecture's layers (and saved with them); its
+    `zero_init_residual` goes to the builder (ResNets), only when set, as does `aux_logits`
+    (the auxiliary classifiers of a network that has them: extra outputs after the main one).
+    """
+    options = {"zero_init_residual": True} if recipe.zero_init_residual else {}
+    if aux_logits:
+        options["aux_logits"] = True
+    arch = model_info(name).build(input_shape=tuple(image_shape), classes=classes, **options)
+    for layer in _batch_norms(arch):
+        layer.momentum = recipe.bn_momentum
+    pixels = keras.Input(tuple(image_shape), dtype="uint8", name="pixels")
+    x = keras.layers.Rescaling(1 / 255, name="scale")(pixels)
+    for layer in augment.layers_for(augmentations, train_images):
+        x = layer(x)
+    return keras.Model(pixels, arch(x), name=f"cnnzoo_{name}")
+
+
+def compile_for(model: keras.Model, config: TrainConfig, steps: int) -> None:
+    """Adam on the config's schedule; the loss of each output, auxiliary heads weighted as
+    their network's registry entry says (GoogLeNet: 0.3 each, as in the paper)."""
+    units = model.outputs[0].shape[-1]
+    loss = "binary_crossentropy" if units == 1 else "sparse_categorical_crossentropy"
+    aux_weights = list(model_info(config.model).aux_loss_weights) if len(model.outputs) > 1 else []
+    lr = config.lr
+    if config.schedule == "cosine":
+        warmup_steps = round(steps * (config.warmup or 0))
+        lr = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup_steps else config.lr, decay_steps=max(1, steps * config.epochs - warmup_steps),
+            warmup_target=config.lr if warmup_steps else None, warmup_steps=warmup_steps,
+        )
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr, weight_decay=config.weight_decay or None),
+        loss=[loss] * (1 + len(aux_weights)) if aux_weights else loss,
+        loss_weights=[1.0, *aux_weights] if aux_weights else None,
+        metrics=[["accuracy"]] + [[] for _ in aux_weights] if aux_weights else ["accuracy"],
+    )
+
+
+def _targets(y: np.ndarray, model: keras.Model):
+    y = y.astype("float32").reshape(-1, 1) if model.outputs[0].shape[-1] == 1 else y
+    return tuple([y] * len(model.outputs)) if len(model.outputs) > 1 else y
+
+
+def _prepare_folder(config: TrainConfig, resume: bool) -> tuple[TrainConfig, Path]:
+    """The run's config and folder: a fresh one, or (resume) the stored run's own config."""
+    run = Path(config.out)
+    if resume:
+        stored = runs.read_config(run)
+        return TrainConfig(**stored["train"]), run
+    if (run / runs.CONFIG).exists():
+        raise UserError(
+            f"The run folder {run} already holds a run: continue it with --resume, or choose "
+            "another folder with --out."
+        )
+    run.mkdir(parents=True, exist_ok=True)
+    return config, run
+
+
+def train(config: TrainConfig, *, resume: bool = False, verbose="auto", callbacks=()) -> dict:
+    """Train, keep the best epoch, evaluate it on the test split; return metrics.json's dict.
+
+    `callbacks` (Keras callbacks) run in `fit` after cnnzoo's own, which records the run;
+    one that sets `model.stop_training` ends it early, still evaluated and written."""
+    from cnnzoo.datasets import load
+
+    config, run = _prepare_folder(config.resolved(), resume)
+    # Checked before the data loads, from the stored config when resuming.
+    scope, device_count = distribute.data_parallel(config.devices, config.batch_size)
+    info = model_info(config.model)
+    height, width, channels = info.input_shape
+    if config.image_size:
+        height = width = config.image_size
+    data = load(config.dataset, image_size=(height, width), channels=channels, validation=config.validation,
+                skip_bad=config.skip_bad, stream=config.stream)
+    if config.train_fraction < 1:
+        data = training_subset(data, config.train_fraction)
+    classes = output_units(info.classes, len(data.class_names))
+    keras.utils.set_random_seed(config.seed)
+    torch_speed.apply()
+    keras.mixed_precision.set_global_policy(PRECISIONS[config.precision])
+    started = time.perf_counter()
+    with scope:
+        _fit(run, config, data, classes, resume, verbose, device_count, callbacks)
+    # Evaluation runs on one device, outside the distribution: the test set's last batch
+    # need not split evenly.
+    return finish_run(run, config, data, time.perf_counter() - started, device_count)
+
+
+def training_subset(data, fraction: float):
+    """`data` with `fraction` of each class's training images, picked by a hash of their
+    file keys: the 10% subset is inside the 30% one, whatever the seed (the validation and
+    test splits are unchanged)."""
+    from cnnzoo.datasets.splits import held_out
+
+    keep = held_out(data.train.keys, data.train.labels, fraction, "cnnzoo-subset")
+    return dataclasses.replace(data, train=data.train.take(keep))
+
+
+def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbose, device_count: int,
+         callbacks=()) -> None:
+    # A run stored before zero_init_residual existed (None) was built without it.
+    recipe = dataclasses.replace(model_info(config.model).recipe, bn_momentum=config.bn_momentum,
+                                 zero_init_residual=bool(config.zero_init_residual))
+
+    if resume and (run / runs.LAST).exists():
+        model = keras.saving.load_model(run / runs.LAST)  # weights and optimizer state
+    else:
+        in_memory = isinstance(data.train.x, np.ndarray)  # a streamed folder is decoded per batch
+        model = build_training_model(config.model, data.image_shape, classes, recipe, augmentations=config.augment,
+                                     train_images=data.train.x if in_memory else None,
+                                     aux_logits=config.aux_logits)
+        if config.init:
+            transfer.initialise(model, config.init, freeze=config.freeze)
+        compile_for(model, config, steps=int(np.ceil(len(data.train) / config.batch_size)))
+    if not resume:
+        _io.write_json(run / runs.CONFIG, {
+            "train": dataclasses.asdict(config), "recipe": dataclasses.asdict(recipe),
+            "class_names": list(data.class_names), "preprocessing": data.preprocessing,
+            "output_units": classes,
+        })
+
+    history = runs.read_history(run)
+    done = len(history.get("epoch", []))
+    if done >= config.epochs:
+        return
+    batches = data.train.batches(config.batch_size, y=_targets(data.train.y, model), shuffle=True, seed=config.seed,
+                                 epoch=done, full_batches=device_count > 1)
+    validation = None
+    if data.val is not None:
+        validation = data.val.batches(config.batch_size, y=_targets(data.val.y, model), shuffle=False,
+                                      pad_to=device_count)
+    build_before_fit(model, batches)
+    model.fit(
+        batches, epochs=config.epochs, initial_epoch=done, validation_data=validation,
+        callbacks=[runs.RunRecorder(run, history, "val_accuracy" if validation else "accuracy"), *callbacks],
+        verbose=verbose,
+        # The batches already come in the order of (seed, epoch); Keras' own shuffle of the
+        # batch order draws from Python's `random`, which a resumed session reseeds.
+        shuffle=False,
+    )
+
+
+def finish_run(run: Path, config: TrainConfig, data, wall: float, device_count: int = 1) -> dict:
+    """Evaluate the best model on the test split and write metrics.json and the pictures."""
+    history = runs.read_history(run)
+    best = keras.saving.load_model(run / runs.BEST)
+    test_split = data.test.in_memory()  # a streamed folder's test images are decoded now
+    test = classification_metrics(test_split.y, predict_proba(best, test_split.x), data.class_names)
+    epoch_times = history.get("epoch_time", [])
+    metrics = {
+        "run": str(run),
+        "model": config.model,
+        "dataset": config.dataset,
+        "test": test,
+        "best_epoch": runs.best_epoch(history),
+        "epochs": len(epoch_times),
+        "train_images": len(data.train),
+        "wall_time_s": round(sum(epoch_times), 2),
+        "session_time_s": round(wall, 2),
+        "images_per_s": round(len(data.train) / float(np.median(epoch_times)), 1) if epoch_times else None,
+        "backend": keras.backend.backend(),
+        "devices": devices(),
+        "data_parallel_devices": device_count,
+        "precision": config.precision,
+        "versions": versions(),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if data.skipped:
+        metrics["skipped"] = {"count": len(data.skipped), "files": list(data.skipped)}
+    _io.write_json(run / runs.METRICS, metrics)
+    title = f"{config.model} on {config.dataset}"
+    plot_curves(history, run / runs.CURVES, title)
+    plot_confusion(test["confusion_matrix"], data.class_names, run / runs.CONFUSION,
+                   f"{title}: test accuracy {test['accuracy']:.1%}")
+    return metrics
