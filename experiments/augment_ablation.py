@@ -24,7 +24,7 @@ import cnnzoo  # noqa: E402,F401  (selects the backend)
 from common import command_line, machine, mean_sd, study_parser, train_or_reuse, write_section  # noqa: E402
 
 from cnnzoo.datasets import default_augmentations  # noqa: E402
-from cnnzoo.training.augment import AUGMENTATIONS  # noqa: E402
+from cnnzoo.models.augment import AUGMENTATIONS  # noqa: E402
 from cnnzoo.inference.evaluate import evaluate_models  # noqa: E402
 from cnnzoo.training.config import TrainConfig  # noqa: E402
 

@@ -7,7 +7,7 @@ import pytest
 
 from cnnzoo.datasets import default_augmentations
 from cnnzoo.errors import UserError
-from cnnzoo.training import augment
+from cnnzoo.models import augment
 
 pytestmark = pytest.mark.jax  # backend-agnostic: run on the JAX subset too
 
@@ -125,7 +125,7 @@ def test_a_fresh_process_loads_a_model_with_cnnzoo_augmentation(tmp_path):
 
     build_training_model("happy", (64, 64, 3), 1, augmentations="pca,color,resized-crop",
                          train_images=UINT8).save(tmp_path / "m.keras")
-    code = ("import cnnzoo; from cnnzoo.inference.modelio import load_model; "
+    code = ("import cnnzoo; from cnnzoo.models.saving import load_model; "
             f"print([l.name for l in load_model({str(tmp_path / 'm.keras')!r}).layers[2:5]])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -124,15 +124,31 @@ def test_inception_module_concatenates_four_branches():
 
 def test_keras_own_loader_reads_cnnzoo_layers_after_importing_cnnzoo_modelio(tmp_path):
     """Keras imports only its own modules while loading, so the README's documented call
-    (`import cnnzoo.inference.modelio`, then `keras.saving.load_model`) must register every custom layer."""
+    (`import cnnzoo.models.saving`, then `keras.saving.load_model`) must register every custom layer."""
     import subprocess
     import sys
 
     inputs = keras.Input((6, 6, 8))
     model = keras.Model(inputs, LocalResponseNormalization()(ZeroPadShortcut(16, 2)(inputs)))
     model.save(tmp_path / "m.keras")
-    code = ("import cnnzoo.inference.modelio, keras; "
+    code = ("import cnnzoo.models.saving, keras; "
             f"print([type(l).__name__ for l in keras.saving.load_model({str(tmp_path / 'm.keras')!r}).layers])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['InputLayer', 'ZeroPadShortcut', 'LocalResponseNormalization']"
+
+
+def test_a_model_file_written_before_the_package_regroup_still_loads_and_computes_the_same():
+    """tests/fixtures/main-2026-12-01.keras was saved by cnnzoo before its modules moved (its
+    config names cnnzoo.layers and cnnzoo.augment): every cnnzoo layer class in it must still load
+    in safe mode, by its registered name, and give the outputs recorded beside it."""
+    from pathlib import Path
+
+    from cnnzoo.models.saving import load_model
+
+    fixtures = Path(__file__).parent / "fixtures"
+    model = load_model(fixtures / "main-2026-12-01.keras")
+    names = {type(layer).__name__ for layer in model.layers} | {type(layer).__name__ for layer in model.layers[-1].layers}
+    assert {"ChannelShift", "PCAColor", "RandomResizedCrop", "LocalResponseNormalization", "ZeroPadShortcut"} <= names
+    recorded = np.load(fixtures / "main-2026-12-01-io.npz")
+    np.testing.assert_allclose(model.predict(recorded["x"], verbose=0), recorded["y"], rtol=1e-5, atol=1e-6)

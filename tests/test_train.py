@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from cnnzoo import HappyModel
 from cnnzoo.cli import app
-from cnnzoo.inference.modelio import load_model
+from cnnzoo.models.saving import load_model
 from cnnzoo.training import runs
 from cnnzoo.training.config import TrainConfig
 from cnnzoo.training.fit import train
@@ -220,7 +220,7 @@ def test_a_mistakes_picture_needs_a_picture_format(softmax_run, tmp_path):
 
 
 def test_confident_mistakes_are_the_wrong_predictions_surest_first():
-    from cnnzoo.inference.metrics import confident_mistakes
+    from cnnzoo.analysis.metrics import confident_mistakes
 
     proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.05, 0.95], [0.3, 0.7]])
     y_true = np.array([0, 0, 1, 0, 1])  # wrong: 1 (p 0.8), 2 (p 0.6), 3 (p 0.95)
@@ -403,3 +403,29 @@ def test_weight_decay_reaches_the_optimizer():
     assert model.optimizer.weight_decay == pytest.approx(0.1)
     compile_for(model, TrainConfig("happy", "smiles").resolved(), steps=5)
     assert model.optimizer.weight_decay is None  # the recipe's default: none
+
+
+def test_googlenet_trains_with_its_auxiliary_heads_from_the_cli(folders, tmp_path):
+    """--aux-logits: three heads, the paper's 0.3 weights, the main head's accuracy picks the best
+    epoch, and predict answers from the main head."""
+    out = tmp_path / "aux"
+    result = invoke("train", "googlenet", "--dataset", f"folder:{folders['three']}", "--aux-logits", "--epochs", 1,
+                    "--batch-size", 8, "--image-size", 65, "--augment", "none", "--out", out)
+    assert result.exit_code == 0, result.output
+    history = runs.read_history(out)
+    assert np.isclose(history["loss"][0], history["predictions_loss"][0]
+                      + 0.3 * (history["aux1_loss"][0] + history["aux2_loss"][0]), rtol=1e-3)
+    assert "accuracy" in history and "val_accuracy" in history  # the main head's, under the usual names
+    best = keras.saving.load_model(out / "model.keras")
+    assert best.output_names == ["predictions", "aux1", "aux2"]
+    assert runs.read_config(out)["train"]["aux_logits"] is True
+    image = next((folders["three"] / "star").iterdir())
+    predicted = invoke("predict", out, image)
+    assert predicted.exit_code == 0 and "[" in predicted.stdout  # one probability vector, of the main head
+
+
+def test_aux_logits_is_refused_for_a_network_without_auxiliary_heads(tmp_path):
+    result = invoke("train", "happy", "--dataset", "signs", "--aux-logits", "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    assert "aux_logits trains a network's auxiliary classifiers, and happy has none" in result.stderr
+    assert not (tmp_path / "run").exists()

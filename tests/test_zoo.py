@@ -23,8 +23,9 @@ from cnnzoo.models.resnet import plain, resnet
 ZOO = ["lenet5", "lenet5_modern", "alexnet", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50",
        "resnet101", "resnet152", "resnet50v2", "resnet101v2", "resnet152v2", "plain18", "plain34",
        "googlenet"]
-# The smallest input each network's pooling allows, where there is one (others work down to 1x1).
-MIN_SIZE = {"lenet5": 32, "lenet5_modern": 32, "alexnet": 67, "vgg16": 32, "vgg19": 32, "resnet50": 5}
+# The smallest input each network's pooling allows, where there is one (others work down to 1x1),
+# as its registry entry states it.
+MIN_SIZE = {name: model_info(name).min_input_size for name in list_models() if model_info(name).min_input_size > 1}
 
 
 # Same builders as resnet50 / resnet50v2 / vgg16, only with more blocks: in the default suite
@@ -58,6 +59,14 @@ def test_every_zoo_network_is_registered_with_its_facts():
         assert info.paper and 1989 < info.year < 2020 and info.description
         assert info.classes == (10 if name.startswith("lenet") else 6 if name == "resnet50" else 1000)
         assert (info.reference_params is None) == name.startswith("plain")
+    assert MIN_SIZE == {"lenet5": 32, "lenet5_modern": 32, "alexnet": 67, "vgg16": 32, "vgg19": 32, "resnet50": 5,
+                        "happy": 2}
+    for name in list_models():  # every fact the registry states, for every network
+        info = model_info(name)
+        assert info.paper and info.description and info.input_shape == small_input(name, info.input_shape[0])
+        assert info.residual == (name.startswith("resnet")), name
+        assert info.aux_heads == (name == "googlenet"), name
+        assert info.recipe.epochs >= 20 and info.recipe.lr > 0
 
 
 # name, builder kwargs, expected total, expected trainable (None: not checked),

@@ -28,7 +28,7 @@ _EXPORTS = {
     "list_models": "cnnzoo.models.registry",
     "model_info": "cnnzoo.models.registry",
     "TrainConfig": "cnnzoo.training.config",
-    "load_model": "cnnzoo.inference.modelio",
+    "load_model": "cnnzoo.models.saving",
 }
 
 

@@ -1,1 +1,2 @@
-"""Looking at models and runs: what they cost (cost) and pictures of them (report)."""
+"""Looking at models and runs: what they cost (cost), how well they score (metrics) and
+pictures of them (report)."""

@@ -97,7 +97,7 @@ def plot_mistakes(images, y_true, proba, class_names, path: Path, title: str = "
     the predicted one and the probability given to it (like fastai's plot_top_losses)."""
     import numpy as np
 
-    from cnnzoo.inference.metrics import confident_mistakes
+    from cnnzoo.analysis.metrics import confident_mistakes
 
     path = picture_path(path)
     chosen = confident_mistakes(y_true, proba, count)

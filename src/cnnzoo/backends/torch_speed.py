@@ -64,47 +64,62 @@ def apply() -> bool:
         return True
     if keras.backend.backend() != "torch" or not enabled():
         return False
-    import torch
-    from keras.src.backend.torch import nn as torch_nn
-    from keras.src.backend.torch.optimizers import torch_adam
-    from keras.src.layers.convolutional.base_conv import BaseConv
-    from keras.src.layers.normalization.batch_normalization import BatchNormalization
-    from keras.src.ops.function import Function
-    from keras.src.optimizers.base_optimizer import BaseOptimizer
+    for fix in FIXES:
+        for owner, name, value in fix():
+            _originals.append((owner, name, getattr(owner, name)))
+            setattr(owner, name, value)
+    return True
 
-    memory_formats = {4: torch.channels_last, 5: torch.channels_last_3d}
-    stock_transpose = torch_nn._transpose_spatial_inputs
-    stock_call = BatchNormalization.call
-    stock_build = BaseConv.build
-    stock_conv_call = BaseConv.call
-    stock_slot = BaseOptimizer.add_variable_from_reference
-    stock_adam = torch_adam.Adam._parallel_update_step
-    stock_run = Function._run_through_graph
-    fused_dtypes = {torch.float32, torch.float16, torch.bfloat16}  # what PyTorch's fused Adam takes
+
+def _memory_formats() -> dict:
+    import torch
+
+    return {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def _layout_copies():
+    """Fix 1: NHWC -> NCHW as a channels_last view, no copy for a contiguous input."""
+    from keras.src.backend.torch import nn as torch_nn
+
+    stock, memory_formats = torch_nn._transpose_spatial_inputs, _memory_formats()
 
     def transpose_spatial_inputs(inputs):
-        """NHWC -> NCHW as a channels_last view: no copy for a contiguous input."""
         if inputs.ndim not in memory_formats:
-            return stock_transpose(inputs)
+            return stock(inputs)
         order = (0, inputs.ndim - 1, *range(1, inputs.ndim - 1))
         return inputs.permute(order).contiguous(memory_format=memory_formats[inputs.ndim])
+
+    return [(torch_nn, "_transpose_spatial_inputs", transpose_spatial_inputs)]
+
+
+def _fused_batch_norms():
+    """Fix 2: training-mode BatchNormalization in PyTorch's fused kernel (float32)."""
+    import torch
+    from keras.src.layers.normalization.batch_normalization import BatchNormalization
+
+    stock, memory_formats = BatchNormalization.call, _memory_formats()
 
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable and mask is None and not self.renorm
                 and inputs.ndim in memory_formats and inputs.dtype == torch.float32):
-            return stock_call(self, inputs, training=training, mask=mask)
+            return stock(self, inputs, training=training, mask=mask)
         return _fused_batch_norm(self, inputs, memory_formats[inputs.ndim])
+
+    return [(BatchNormalization, "call", call)]
+
+
+def _kernels_in_torch_layout():
+    """Fix 3: conv kernels, and the optimizer's slots for them, stored in PyTorch's layout."""
+    import torch
+    from keras.src.layers.convolutional.base_conv import BaseConv
+    from keras.src.optimizers.base_optimizer import BaseOptimizer
+
+    stock_build, stock_slot, memory_formats = BaseConv.build, BaseOptimizer.add_variable_from_reference, _memory_formats()
 
     def build(self, input_shape):
         stock_build(self, input_shape)
         if self._kernel.ndim in memory_formats:
             _store_as_torch_kernel(self._kernel.value)
-
-    def conv_call(self, inputs):
-        if not (self.use_bias and self.rank == 2 and self.data_format == "channels_last" and not self.lora_enabled):
-            return stock_conv_call(self, inputs)
-        outputs = _conv2d_with_bias(self, inputs)
-        return self.activation(outputs) if self.activation is not None else outputs
 
     def add_variable_from_reference(self, reference_variable, *args, **kwargs):
         """An optimizer slot (momentum, velocity) in the same memory layout as its weight."""
@@ -114,25 +129,57 @@ def apply() -> bool:
             slot.value.data = torch.empty_like(reference).copy_(slot.value.data)
         return slot
 
+    return [(BaseConv, "build", build), (BaseOptimizer, "add_variable_from_reference", add_variable_from_reference)]
+
+
+def _fused_adam_updates():
+    """Fix 4: Keras' Adam update in PyTorch's fused kernel."""
+    import torch
+    from keras.src.backend.torch.optimizers import torch_adam
+
+    stock = torch_adam.Adam._parallel_update_step
+    fused_dtypes = {torch.float32, torch.float16, torch.bfloat16}  # what PyTorch's fused Adam takes
+
     def adam_update_step(self, grads, variables, learning_rate):
         if self.amsgrad or any(g.dtype != v.value.dtype or g.dtype not in fused_dtypes for g, v in zip(grads, variables)):
-            return stock_adam(self, grads, variables, learning_rate)
+            return stock(self, grads, variables, learning_rate)
         _fused_adam(self, grads, variables, learning_rate)
+
+    return [(torch_adam.Adam, "_parallel_update_step", adam_update_step)]
+
+
+def _conv_bias_in_the_kernel():
+    """Fix 5: the conv bias added inside PyTorch's convolution."""
+    from keras.src.layers.convolutional.base_conv import BaseConv
+
+    stock = BaseConv.call
+
+    def conv_call(self, inputs):
+        if not (self.use_bias and self.rank == 2 and self.data_format == "channels_last" and not self.lora_enabled):
+            return stock(self, inputs)
+        outputs = _conv2d_with_bias(self, inputs)
+        return self.activation(outputs) if self.activation is not None else outputs
+
+    return [(BaseConv, "call", conv_call)]
+
+
+def _intermediates_freed():
+    """Fix 6: a Functional forward pass lets each intermediate go after its last reader."""
+    from keras.src.ops.function import Function
+
+    stock = Function._run_through_graph
 
     def run_through_graph(self, inputs, operation_fn=lambda op: op, call_fn=None):
         if call_fn is not None:  # symbolic execution (output specs): nothing to free
-            return stock_run(self, inputs, operation_fn=operation_fn, call_fn=call_fn)
-        return _run_freeing_intermediates(self, inputs, operation_fn, stock_run)
+            return stock(self, inputs, operation_fn=operation_fn, call_fn=call_fn)
+        return _run_freeing_intermediates(self, inputs, operation_fn, stock)
 
-    for owner, name, value in ((torch_nn, "_transpose_spatial_inputs", transpose_spatial_inputs),
-                               (BatchNormalization, "call", call), (BaseConv, "build", build),
-                               (BaseConv, "call", conv_call),
-                               (BaseOptimizer, "add_variable_from_reference", add_variable_from_reference),
-                               (torch_adam.Adam, "_parallel_update_step", adam_update_step),
-                               (Function, "_run_through_graph", run_through_graph)):
-        _originals.append((owner, name, getattr(owner, name)))
-        setattr(owner, name, value)
-    return True
+    return [(Function, "_run_through_graph", run_through_graph)]
+
+
+# In the order of the module docstring; each returns the (owner, attribute, new value) it replaces.
+FIXES = (_layout_copies, _fused_batch_norms, _kernels_in_torch_layout, _fused_adam_updates,
+         _conv_bias_in_the_kernel, _intermediates_freed)
 
 
 def restore() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
 
 import typer
@@ -16,19 +18,35 @@ DATASET = typer.Argument(
     ..., help="Registered name (see `cnnzoo data list`), folder:PATH or h5:TRAIN.h5[,TEST.h5].",
     metavar="NAME",
 )
-IMAGE_SIZE = typer.Option(None, "--image-size", help="Side of the square images (default: the dataset's).")
-CHANNELS = typer.Option(None, "--channels", help="1 (grayscale) or 3 (RGB) (default: the dataset's).")
-RESIZE = typer.Option("resize", "--resize", help="resize (stretch) or pad (centre on black).")
-VALIDATION = typer.Option(0.0, "--validation", help="Fraction of the training part held out for validation.")
-SKIP_BAD = typer.Option(False, "--skip-bad", help="Skip unreadable images (and count them) instead of failing.")
-SEED = typer.Option(0, "--seed", help="Salt of the split hash: another seed, another (stable) split.")
+# The options of `load` that `info` and `show` share: (type, typer option).
+LOAD_OPTIONS = {
+    "image_size": (int, typer.Option(None, "--image-size", help="Side of the square images (default: the dataset's).")),
+    "channels": (int, typer.Option(None, "--channels", help="1 (grayscale) or 3 (RGB) (default: the dataset's).")),
+    "resize": (str, typer.Option("resize", "--resize", help="resize (stretch) or pad (centre on black).")),
+    "validation": (float, typer.Option(0.0, "--validation", help="Fraction of the training part held out for validation.")),
+    "skip_bad": (bool, typer.Option(False, "--skip-bad", help="Skip unreadable images (and count them) instead of failing.")),
+    "seed": (int, typer.Option(0, "--seed", help="Salt of the split hash: another seed, another (stable) split.")),
+}
 
 
-def _load(name, image_size, channels, resize, validation, skip_bad, seed):
-    from cnnzoo.datasets import load
+def with_load_options(command):
+    """Give `command` the options of LOAD_OPTIONS and call it with the dataset they load, `ds`,
+    and with those of the options it names itself (`seed` for `show`)."""
+    signature = inspect.signature(command)
+    own = [p for p in signature.parameters.values() if p.name != "ds" and p.name not in LOAD_OPTIONS]
+    wanted = [name for name in signature.parameters if name in LOAD_OPTIONS]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+             for name, (kind, option) in LOAD_OPTIONS.items()]
 
-    return load(name, image_size=image_size, channels=channels, validation=validation,
-                skip_bad=skip_bad, seed=seed, resize=resize)
+    @functools.wraps(command)
+    def wrapper(name, **options):
+        from cnnzoo.datasets import load
+
+        loading = {key: options.pop(key) for key in LOAD_OPTIONS}
+        return command(name, ds=load(name, **loading), **options, **{key: loading[key] for key in wanted})
+
+    wrapper.__signature__ = signature.replace(parameters=[*own, *added])
+    return wrapper
 
 
 def list_() -> None:
@@ -52,17 +70,9 @@ def list_() -> None:
     console.print("Also: folder:PATH (one sub-folder per class) and h5:TRAIN.h5[,TEST.h5] (the course's files).")
 
 
-def info(
-    name: str = DATASET,
-    image_size: int = IMAGE_SIZE,
-    channels: int = CHANNELS,
-    resize: str = RESIZE,
-    validation: float = VALIDATION,
-    skip_bad: bool = SKIP_BAD,
-    seed: int = SEED,
-) -> None:
+@with_load_options
+def info(name: str = DATASET, *, ds=None) -> None:
     """Images per class in each split, the image shape, where it came from and is cached."""
-    ds = _load(name, image_size, channels, resize, validation, skip_bad, seed)
     counts = ds.counts()
     console.print(f"{ds.name}: {ds.num_classes} classes, images {'x'.join(map(str, ds.image_shape))} uint8",
                   soft_wrap=True)
@@ -84,22 +94,19 @@ def info(
         console.print(f"skipped  {len(ds.skipped)} unreadable file(s), e.g. {ds.skipped[0]}")
 
 
+@with_load_options
 def show(
     name: str = DATASET,
     output: Path = typer.Option(..., "-o", "--output", help="Picture to write: .png, .jpg, .svg or .pdf."),
     split: str = typer.Option("train", "--split", help="train, test or val."),
     per_class: int = typer.Option(8, "--per-class", help="Images in each class's row."),
-    image_size: int = IMAGE_SIZE,
-    channels: int = CHANNELS,
-    resize: str = RESIZE,
-    validation: float = VALIDATION,
-    skip_bad: bool = SKIP_BAD,
-    seed: int = SEED,
+    *,
+    ds=None,
+    seed: int = 0,
 ) -> None:
     """Draw a labelled grid of samples, one row per class."""
     from cnnzoo.datasets.show import sample_grid
 
-    ds = _load(name, image_size, channels, resize, validation, skip_bad, seed)
     sample_grid(ds, output, split=split, per_class=per_class, seed=seed)
     console.print(f"wrote {output}")
 

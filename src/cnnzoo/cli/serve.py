@@ -31,7 +31,7 @@ def serve(
     try:
         import uvicorn
 
-        from cnnzoo.inference.modelio import resolve_model_path
+        from cnnzoo.models.saving import resolve_model_path
         from cnnzoo.serve.app import create_app
         from cnnzoo.serve.model import check_threshold
     except ImportError as error:

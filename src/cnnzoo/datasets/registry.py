@@ -40,7 +40,7 @@ class DatasetSpec:
     size: int | None = None
     sha256: str | None = None
     other_filenames: tuple[str, ...] = ()  # other names accepted in the mirror
-    # Training augmentations that suit the images (cnnzoo.training.augment names), used unless
+    # Training augmentations that suit the images (cnnzoo.models.augment names), used unless
     # the run names its own: faces are left-right symmetric, so mirroring is free data; hand
     # signs and digits are not (a mirrored sign is the other hand's, a mirrored 2 is no digit).
     # Small shifts suit all of them (on smiles they cut HappyModel's overfitting).

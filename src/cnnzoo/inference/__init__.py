@@ -1,2 +1,2 @@
-"""Using trained models: safe loading (modelio), scores (metrics), prediction (predict),
-evaluation with ensembles and test-time views (evaluate, tta)."""
+"""Using trained models on images and datasets: prediction (predict), evaluation with
+ensembles and test-time views (evaluate, tta)."""

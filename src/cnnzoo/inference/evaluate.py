@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from cnnzoo import _io
-from cnnzoo.errors import UserError
-from cnnzoo.inference import tta as test_time
-from cnnzoo.inference.metrics import (
+from cnnzoo.analysis.metrics import (
     check_classes,
     classification_metrics,
     predict_proba,
 )
-from cnnzoo.inference.modelio import takes_raw_pixels
+from cnnzoo.errors import UserError
+from cnnzoo.inference import tta as test_time
 from cnnzoo.inference.predict import input_geometry, load_for_prediction, run_config
+from cnnzoo.models.saving import takes_raw_pixels
 from cnnzoo.training import runs
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnzoo.inference.metrics import check_classes, predict_proba
-from cnnzoo.inference.modelio import load_model, takes_raw_pixels
+from cnnzoo.analysis.metrics import check_classes, predict_proba
+from cnnzoo.models.saving import load_model, takes_raw_pixels
 from cnnzoo.training import runs
 
 

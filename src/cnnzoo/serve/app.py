@@ -186,9 +186,6 @@ def create_app(model_path, *, unsafe: bool = False, threshold: float = 0.5, max_
 
     served = ServedModel(model_path, unsafe=unsafe, threshold=threshold, max_bytes=max_bytes,
                          max_pixels=max_pixels, max_batch=max_batch)
-    counters = _Counters()
-    # Decoding runs in worker threads; this bounds how many images are in memory at once.
-    decode_slots = anyio.CapacityLimiter(4)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -202,7 +199,16 @@ def create_app(model_path, *, unsafe: bool = False, threshold: float = 0.5, max_
         docs_url=None, redoc_url=None,  # their pages load scripts from a CDN; /openapi.json stays
     )
     app.state.served = served
-    app.state.counters = counters
+    app.state.counters = counters = _Counters()
+    _answer_errors_in_json(app, counters)
+    _page_and_status_routes(app, served, counters)
+    _prediction_route(app, served, counters)
+    return app
+
+
+def _answer_errors_in_json(app: FastAPI, counters: _Counters) -> None:
+    """Every refusal as a 4xx `{"error", "status"}`, a bug as a 500 in the same form; security
+    headers on every answer."""
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, error: RequestError):
@@ -234,6 +240,10 @@ def create_app(model_path, *, unsafe: bool = False, threshold: float = 0.5, max_
             response.headers["Content-Security-Policy"] = PAGE_POLICY
         return response
 
+
+def _page_and_status_routes(app: FastAPI, served: ServedModel, counters: _Counters) -> None:
+    """/ (the page and its static files), /health and /model."""
+
     @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(str(STATIC / "index.html"), media_type="text/html")
@@ -250,6 +260,12 @@ def create_app(model_path, *, unsafe: bool = False, threshold: float = 0.5, max_
     @app.get("/model", summary="The served model: architecture, input, classes and its run's metrics")
     async def model_info() -> dict:
         return served.info()
+
+
+def _prediction_route(app: FastAPI, served: ServedModel, counters: _Counters) -> None:
+    """POST /predict: decode in a worker thread (at most 4 images in memory at once), then wait
+    for the inference thread's micro-batch."""
+    decode_slots = anyio.CapacityLimiter(4)
 
     @app.post("/predict", response_model=Prediction, response_model_exclude_none=True,
               summary="Is the person happy? Class probabilities of one image",
@@ -273,5 +289,3 @@ def create_app(model_path, *, unsafe: bool = False, threshold: float = 0.5, max_
         result["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 2)
         counters.add("predictions")
         return result
-
-    return app

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from cnnzoo.analysis.metrics import check_classes, class_probabilities
 from cnnzoo.datasets.images import try_decode
 from cnnzoo.errors import UserError
-from cnnzoo.inference.metrics import check_classes, class_probabilities
-from cnnzoo.inference.modelio import load_model, resolve_model_path, takes_raw_pixels
 from cnnzoo.inference.predict import input_geometry, run_config
+from cnnzoo.models.saving import load_model, resolve_model_path, takes_raw_pixels
 from cnnzoo.training import runs
 
 MAX_BYTES = 10 * 1024 * 1024  # request body limit: a phone photo is 2-8 MB

@@ -1,2 +1,2 @@
-"""Training: settings (config), the fit (fit), augmentation layers (augment), the run folder
-(runs) and starting from other weights (transfer)."""
+"""Training: settings (config), the fit (fit), the run folder (runs) and starting from other
+weights (transfer)."""

@@ -115,8 +115,7 @@ class TrainConfig:
         """Check every setting, then fill every None/auto from the model's recipe and the device."""
         from cnnzoo.backends import has_accelerator
         from cnnzoo.datasets import default_augmentations
-        from cnnzoo.models import model_info
-        from cnnzoo.training import augment
+        from cnnzoo.models import augment, model_info
 
         self.check()
         info = model_info(self.model)

@@ -16,13 +16,13 @@ import keras
 import numpy as np
 
 from cnnzoo import _io
+from cnnzoo.analysis.metrics import classification_metrics, predict_proba
 from cnnzoo.analysis.report import plot_confusion, plot_curves
 from cnnzoo.backends import devices, distribute, torch_speed, versions
 from cnnzoo.datasets.batches import build_before_fit
 from cnnzoo.errors import UserError
-from cnnzoo.inference.metrics import classification_metrics, predict_proba
-from cnnzoo.models import Recipe, model_info
-from cnnzoo.training import augment, runs, transfer
+from cnnzoo.models import Recipe, augment, model_info
+from cnnzoo.training import runs, transfer
 from cnnzoo.training.config import PRECISIONS, TrainConfig
 
 
@@ -43,7 +43,7 @@ def build_training_model(name: str, image_shape, classes: int, recipe: Recipe = 
                          augmentations=(), train_images=None, aux_logits: bool = False) -> keras.Model:
     """uint8 pixels -> Rescaling(1/255) -> [augmentation] -> the registered architecture.
 
-    Augmentation layers (cnnzoo.training.augment names) are active only in training; at
+    Augmentation layers (cnnzoo.models.augment names) are active only in training; at
     inference they pass images through. `train_images` give PCA colour augmentation its basis.
     The recipe's BN momentum is set on the architecture's layers (and saved with them); its
     `zero_init_residual` goes to the builder (ResNets), only when set, as does `aux_logits`
@@ -59,7 +59,10 @@ def build_training_model(name: str, image_shape, classes: int, recipe: Recipe = 
     x = keras.layers.Rescaling(1 / 255, name="scale")(pixels)
     for layer in augment.layers_for(augmentations, train_images):
         x = layer(x)
-    return keras.Model(pixels, arch(x), name=f"cnnzoo_{name}")
+    outputs = arch(x)
+    if len(arch.outputs) > 1:  # keep the heads' names (predictions, aux1, ...) for the losses and metrics
+        outputs = [keras.layers.Identity(name=head)(out) for head, out in zip(arch.output_names, outputs)]
+    return keras.Model(pixels, outputs, name=f"cnnzoo_{name}")
 
 
 def compile_for(model: keras.Model, config: TrainConfig, steps: int) -> None:

@@ -23,8 +23,10 @@ import keras
 
 from cnnzoo import _io
 from cnnzoo.errors import UserError
+from cnnzoo.models.saving import RUN_MODEL
 
-BEST, LAST, HISTORY, CONFIG, METRICS = "model.keras", "last.keras", "history.csv", "config.json", "metrics.json"
+BEST = RUN_MODEL
+LAST, HISTORY, CONFIG, METRICS = "last.keras", "history.csv", "config.json", "metrics.json"
 CURVES, CONFUSION = "curves.png", "confusion.png"
 
 
@@ -73,7 +75,13 @@ class RunRecorder(keras.callbacks.Callback):
         self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
+        logs = dict(logs or {})
+        if len(self.model.outputs) > 1:  # auxiliary heads: the main head's accuracy is the run's
+            main = self.model.output_names[0]
+            for prefix in ("", "val_"):
+                if f"{prefix}{main}_accuracy" in logs:
+                    logs[f"{prefix}accuracy"] = logs.pop(f"{prefix}{main}_accuracy")
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
                "epoch_time": time.perf_counter() - self._started}
         for key, value in row.items():
             self.history.setdefault(key, []).append(value)

@@ -55,7 +55,7 @@ def _read_h5(path: Path) -> dict[str, list[np.ndarray]]:
 
 def source_weights(source, *, unsafe: bool = False) -> dict[str, list[np.ndarray]]:
     """layer name -> its weight arrays, from a run folder, a .keras model or a Keras .h5 file."""
-    from cnnzoo.inference.modelio import load_model, resolve_model_path
+    from cnnzoo.models.saving import load_model, resolve_model_path
 
     path = resolve_model_path(source)
     name = path.name.lower()

@@ -14,14 +14,16 @@ import keras
 
 from cnnzoo import models  # noqa: F401  (registers the layer classes of every family, for loading)
 from cnnzoo.errors import UserError
-from cnnzoo.training import augment, runs  # noqa: F401  (augment registers its layer classes)
+from cnnzoo.models import augment  # noqa: F401  (registers the augmentation layers, for loading)
+
+RUN_MODEL = "model.keras"  # the model of a run folder (its best epoch by validation)
 
 
 def resolve_model_path(path) -> Path:
     """A model file, or the best model of a run folder; missing paths are a UserError."""
     path = Path(path)
     if path.is_dir():
-        path = path / runs.BEST
+        path = path / RUN_MODEL
     if not path.is_file():
         raise UserError(
             f"Model file {path} does not exist: pass a .keras or .h5 file, or a run folder "
