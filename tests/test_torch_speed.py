@@ -279,3 +279,41 @@ def test_branching_nested_models_agree_with_stock_keras(stock_then_fast):
     (outs_s, grads_s), (outs_f, grads_f) = stock_then_fast(run)
     for fast, stock in zip(outs_f + grads_f, outs_s + grads_s):
         np.testing.assert_allclose(fast, stock, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("fill_mode", ["constant", "nearest", "reflect"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_batched_affine_transforms_agree_with_stock_keras(stock_then_fast, interpolation, fill_mode, data_format):
+    """Fix 7: rotations, shears, shifts and zooms sample the same pixels as Keras' per-image loop
+    (reflect, which grid_sample cannot do, stays Keras')."""
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(5, 3, 17, 23) if data_format == "channels_first" else (5, 17, 23, 3)).astype("float32")
+    angle, zoom = rng.uniform(-0.6, 0.6, 5), rng.uniform(0.7, 1.3, 5)
+    transforms = np.stack([zoom * np.cos(angle), -np.sin(angle) + 0.1, rng.uniform(-4, 4, 5), np.sin(angle),
+                           zoom * np.cos(angle), rng.uniform(-4, 4, 5), np.zeros(5), np.zeros(5)], 1).astype("float32")
+
+    def transformed():
+        return keras.ops.convert_to_numpy(keras.ops.image.affine_transform(
+            images, transforms.copy(), interpolation=interpolation, fill_mode=fill_mode, data_format=data_format))
+
+    stock, fast = stock_then_fast(transformed)
+    np.testing.assert_allclose(fast, stock, atol=1e-5)
+    assert np.abs(stock - images).max() > 0.1  # the transforms really move pixels
+
+
+def test_augmentation_layers_agree_with_stock_keras(stock_then_fast):
+    """The layers that train cnnzoo's models: the same seed gives the same augmented batch."""
+    from cnnzoo.models import augment
+
+    images = np.random.default_rng(1).uniform(size=(6, 32, 32, 3)).astype("float32")
+
+    def augmented():
+        keras.utils.set_random_seed(3)
+        x = images
+        for layer in augment.layers_for(("shift", "zoom", "tilt", "resized-crop", "crop")):
+            x = layer(x, training=True)
+        return keras.ops.convert_to_numpy(x)
+
+    stock, fast = stock_then_fast(augmented)
+    np.testing.assert_allclose(fast, stock, atol=1e-5)
