@@ -97,8 +97,8 @@ def test_names_and_defaults():
     assert default_augmentations("smiles") == ("mirror", "shift")
     assert default_augmentations("signs") == ("shift",)  # a mirrored hand sign is the other hand's
     assert default_augmentations("folder:/x") == ()
-    with pytest.raises(UserError, match="Unknown augmentation 'blur'"):
-        augment.parse("mirror,blur")
+    with pytest.raises(UserError, match="Unknown augmentation 'sharpen'"):
+        augment.parse("mirror,sharpen")
     with pytest.raises(UserError, match="needs the training images"):
         augment.layers_for("pca")
 
@@ -113,8 +113,8 @@ def test_a_model_with_every_augmentation_saves_and_loads(tmp_path):
     x = RNG.integers(0, 256, (2, 32, 32, 1), dtype="uint8")
     np.testing.assert_allclose(_np(loaded(x, training=False)), _np(model(x, training=False)), atol=1e-6)
     assert [layer.name for layer in loaded.layers[2:-1]] == [
-        "random_resized_crop", "random_crop", "random_shift", "random_rotate", "random_flip", "channel_shift",
-        "pca_color"]
+        "random_resized_crop", "random_crop", "random_shift", "random_zoom", "random_rotate", "random_tilt", "random_flip",
+        "background_swap", "channel_shift", "pca_color", "light_jitter", "random_blur", "sensor_noise", "random_erasing"]
 
 
 def test_a_fresh_process_loads_a_model_with_cnnzoo_augmentation(tmp_path):

@@ -16,6 +16,16 @@ entry (cnnzoo.datasets).
 | color | an independent offset per channel, uniform in +-0.1 | ChannelShift |
 | pca | AlexNet's PCA colour: x + P (alpha * lambda), alpha ~ N(0, 0.1) | PCAColor |
 | rotate | rotate up to +-10 degrees | keras RandomRotation |
+| tilt | rotate up to +-30 degrees (a hand held at another angle) | keras RandomRotation |
+| zoom | the subject at 70-125% of its size (zoom in 20% to out 40%) | keras RandomZoom |
+| light | brightness +-0.2, contrast x0.6-1.4, and on colour images red/blue gains +-15% (white balance) | LightJitter |
+| blur | Gaussian blur, sigma 0-1.2 pixels at 64x64 (scaled with the image), p = 0.5 | RandomBlur |
+| noise | Gaussian sensor noise, sd 0.03, kept in [0, 1] | SensorNoise (keras GaussianNoise, clipped) |
+| erase | a random rectangle of 2-20% of the image replaced by noise (random erasing) | keras RandomErasing |
+| background | colour images: the unsaturated pixels around the subject (a plain wall or paper) replaced by a random colour texture, p = 0.5 | BackgroundSwap |
+
+The last eight make a model work on photos unlike its source's (docs/RESULTS.md, robustness);
+`background` suits photos of one subject on a plain background only (the sign datasets).
 """
 
 from __future__ import annotations
@@ -26,7 +36,8 @@ from keras import ops
 
 from cnnzoo.errors import UserError
 
-AUGMENTATIONS = ("mirror", "shift", "crop", "resized-crop", "color", "pca", "rotate")
+AUGMENTATIONS = ("mirror", "shift", "crop", "resized-crop", "color", "pca", "rotate", "tilt", "zoom", "light", "blur",
+                 "noise", "erase", "background")
 
 
 @keras.saving.register_keras_serializable(package="cnnzoo")
@@ -140,6 +151,120 @@ class RandomResizedCrop(keras.layers.Layer):
         return {**super().get_config(), "scale": list(self.scale), "ratio": list(self.ratio), "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="cnnzoo")
+class LightJitter(keras.layers.Layer):
+    """Another light and camera: brightness offset, contrast factor and, on colour images, a
+    white-balance shift (red and blue gains moved oppositely), drawn per image (training only)."""
+
+    def __init__(self, brightness: float = 0.2, contrast: float = 0.4, temperature: float = 0.15,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.brightness, self.contrast, self.temperature, self.seed = float(brightness), float(contrast), \
+            float(temperature), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        batch, channels = ops.shape(images)[0], images.shape[-1]
+        u = keras.random.uniform((batch, 1, 1, 3), -1.0, 1.0, seed=self.seed_generator, dtype=images.dtype)
+        mean = ops.mean(images, axis=(1, 2, 3), keepdims=True)
+        x = mean + (images - mean) * (1.0 + self.contrast * u[..., 1:2]) + self.brightness * u[..., 0:1]
+        if channels == 3:
+            warm = self.temperature * u[..., 2:3]
+            x = x * ops.concatenate([1.0 + warm, ops.ones_like(warm), 1.0 - warm], axis=-1)
+        return ops.clip(x, 0.0, 1.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "brightness": self.brightness, "contrast": self.contrast,
+                "temperature": self.temperature, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="cnnzoo")
+class RandomBlur(keras.layers.Layer):
+    """Gaussian blur of random strength (sigma up to `max_sigma` pixels at 64x64, scaled with the
+    image), on a share `rate` of the images (training only): an out-of-focus or moving camera."""
+
+    def __init__(self, max_sigma: float = 1.2, rate: float = 0.5, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.max_sigma, self.rate, self.seed = float(max_sigma), float(rate), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        batch, size, channels = ops.shape(images)[0], images.shape[1], images.shape[-1]
+        u = keras.random.uniform((batch, 2), seed=self.seed_generator, dtype="float32")
+        sigma = ops.maximum(self.max_sigma * size / 64 * u[:, 0], 1e-3)  # per image
+        radius = int(np.ceil(2 * self.max_sigma * size / 64))
+        offsets = ops.arange(-radius, radius + 1, dtype="float32")
+        weights = ops.exp(-0.5 * (offsets[None, :] / sigma[:, None]) ** 2)
+        weights = ops.cast(weights / ops.sum(weights, axis=1, keepdims=True), images.dtype)  # (batch, taps)
+        x = images
+        for axis in (1, 2):  # separable: rows, then columns; edges repeated
+            pad = [[0, 0]] * 4
+            pad[axis] = [radius, radius]
+            padded = ops.pad(x, pad, mode="edge" if keras.backend.backend() != "torch" else "symmetric")
+            length = x.shape[axis]
+            index = [slice(None)] * 4
+            total = None
+            for tap in range(2 * radius + 1):
+                index[axis] = slice(tap, tap + length)
+                part = padded[tuple(index)] * weights[:, tap][:, None, None, None]
+                total = part if total is None else total + part
+            x = total
+        chosen = ops.cast(u[:, 1:2] < self.rate, images.dtype)[:, :, None, None]
+        return chosen * x + (1 - chosen) * images
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "max_sigma": self.max_sigma, "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="cnnzoo")
+class SensorNoise(keras.layers.GaussianNoise):
+    """Keras' GaussianNoise (training only), clipped to the [0, 1] pixel range."""
+
+    def call(self, inputs, training=False):
+        return ops.clip(super().call(inputs, training=training), 0.0, 1.0) if training else inputs
+
+
+@keras.saving.register_keras_serializable(package="cnnzoo")
+class BackgroundSwap(keras.layers.Layer):
+    """Another wall behind the subject: on a share `rate` of colour images, the unsaturated
+    pixels (saturation below `saturation`: white or grey paper, its shadows) are replaced by a
+    random smooth colour texture (training only; grey images pass through, they have no
+    saturation to tell subject from background)."""
+
+    def __init__(self, saturation: float = 0.2, rate: float = 0.5, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.saturation, self.rate, self.seed = float(saturation), float(rate), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        if not training or images.shape[-1] != 3:
+            return images
+        batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
+        top, bottom = ops.max(images, axis=-1, keepdims=True), ops.min(images, axis=-1, keepdims=True)
+        background = ops.cast((top - bottom) < self.saturation * (top + 1e-3), images.dtype)
+        coarse = keras.random.uniform((batch, 4, 4, 3), seed=self.seed_generator, dtype=images.dtype)
+        wall = ops.image.resize(coarse, (height, width), interpolation="bilinear")
+        chosen = ops.cast(keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator) < self.rate, images.dtype)
+        mask = background * chosen
+        return mask * wall + (1 - mask) * images
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "saturation": self.saturation, "rate": self.rate, "seed": self.seed}
+
+
 def parse(names: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
     """'mirror,crop' -> ('mirror', 'crop'); '' or 'none' -> (); unknown names -> UserError."""
     if names is None:
@@ -165,10 +290,17 @@ def layers_for(names, train_images: np.ndarray | None = None) -> list[keras.laye
         "crop": lambda: keras.layers.RandomTranslation(0.125, 0.125, fill_mode="constant", interpolation="nearest",
                                                        name="random_crop"),
         "shift": lambda: keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", name="random_shift"),
+        "zoom": lambda: keras.layers.RandomZoom((-0.2, 0.4), fill_mode="nearest", name="random_zoom"),
         "rotate": lambda: keras.layers.RandomRotation(10 / 360, fill_mode="nearest", name="random_rotate"),
+        "tilt": lambda: keras.layers.RandomRotation(30 / 360, fill_mode="nearest", name="random_tilt"),
         "mirror": lambda: keras.layers.RandomFlip("horizontal", name="random_flip"),
+        "background": lambda: BackgroundSwap(name="background_swap"),
         "color": lambda: ChannelShift(0.1, name="channel_shift"),
         "pca": lambda: PCAColor(*_basis(train_images), name="pca_color"),
+        "light": lambda: LightJitter(name="light_jitter"),
+        "blur": lambda: RandomBlur(name="random_blur"),
+        "noise": lambda: SensorNoise(0.03, name="sensor_noise"),
+        "erase": lambda: keras.layers.RandomErasing(value_range=(0, 1), name="random_erasing"),
     }
     return [make[name]() for name in make if name in names]
 
