@@ -43,8 +43,25 @@ def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:
 
 # TrainConfig and Recipe fields added after runs were hashed, with their defaults.
 LATER_FIELDS = {"image_size": None, "init": None, "freeze": False, "train_fraction": 1.0, "stream": False,
-                "aux_logits": False, "skip_bad": False}
+                "aux_logits": False, "skip_bad": False, "max_megapixels": 40.0,
+                "split_by": "file"}
 LATER_RECIPE_FIELDS = {"zero_init_residual": False}
+
+
+# The datasets' default augmentations that the committed records were trained with, before the
+# robustness study (experiments/robustness.py) chose new defaults on 2026-12-01: a study that
+# leaves augment to the dataset keeps measuring (and finding the records of) what it measured.
+RECORDED_AUGMENT = {"signs": "shift", "sign-digits": "shift", "sign-digits-6-9": "shift", "smiles": "mirror,shift",
+                    "mnist": "shift"}
+
+
+def as_recorded(config):
+    """`config` with the augmentation its dataset had when the records were made, unless it names its own."""
+    import dataclasses
+
+    if config.augment is None and config.dataset in RECORDED_AUGMENT:
+        return dataclasses.replace(config, augment=RECORDED_AUGMENT[config.dataset])
+    return config
 
 
 def run_folder(config, folder: str, runs: Path = ROOT / "runs") -> Path:
@@ -56,8 +73,9 @@ def run_folder(config, folder: str, runs: Path = ROOT / "runs") -> Path:
 
     from cnnzoo.models import model_info
 
-    config = config.resolved()
+    config = as_recorded(config).resolved()
     settings = {**dataclasses.asdict(config), "out": None, "recipe": dataclasses.asdict(model_info(config.model).recipe)}
+    del settings["robustness_images"]  # what is scored at the end, not what is trained
     # A setting left at the recipe's adds nothing to the hash: the recipe is in it.
     if settings["zero_init_residual"] == settings["recipe"]["zero_init_residual"]:
         del settings["zero_init_residual"]
@@ -76,21 +94,24 @@ def record_path(config, folder: str, record: Path) -> Path:
 
 
 def train_or_reuse(config, folder: str, runs: Path = ROOT / "runs", *, reuse_only: bool = False,
-                   record: Path | None = None) -> dict | None:
+                   record: Path | None = None, robustness: bool = False) -> dict | None:
     """metrics.json of `config` trained in its run_folder, reusing (or resuming) a run with
     exactly these settings. `reuse_only`: None instead of training when no finished run exists.
 
     `record`: a committed folder of finished runs' metrics (RECORD/FOLDER/RUN.json). A run
     recorded there counts as finished even when its folder is gone, so a table that needs only
     metrics keeps the runs of earlier sessions and other machines (a lent GPU); every finished
-    run is recorded."""
+    run is recorded. `robustness`: score the test images under the robustness suite's shifts at
+    the end of a run it trains (the studies that do not report it skip its cost)."""
     import dataclasses
     import json
 
     from cnnzoo import _io
     from cnnzoo.training.fit import train
 
-    config = config.resolved()
+    config = as_recorded(config).resolved()
+    if not robustness:
+        config = dataclasses.replace(config, robustness_images=0)
     out = run_folder(config, folder, runs)
     recorded = record_path(config, folder, record) if record else None
     if recorded and recorded.exists():  # first: a study may have noted more there (concurrent_runs)

@@ -108,7 +108,8 @@ def test_data_parallel_validates_on_a_batch_that_does_not_split_evenly(jax_two_d
 
 def test_data_parallel_run_folder_is_complete(jax_two_devices):
     assert jax_two_devices["files"] == sorted(
-        ["model.keras", "last.keras", "history.csv", "metrics.json", "config.json", "curves.png", "confusion.png"]
+        ["model.keras", "last.keras", "history.csv", "metrics.json", "config.json", "curves.png", "confusion.png",
+         "reliability.png"]
     )
 
 

@@ -6,16 +6,7 @@ still be healthy afterwards and stop cleanly on Ctrl+C (SIGINT).
 
 import httpx
 import numpy as np
-from loadtest import (
-    Case,
-    bad_cases,
-    describe,
-    mixed_cases,
-    png,
-    run_load,
-    serve_subprocess,
-    smiles_faces,
-)
+from loadtest import Case, bad_cases, describe, mixed_cases, png, run_load, serve_subprocess, smiles_faces
 from test_serve_api import data_mirror, tiny_run
 
 from cnnzoo.inference.predict import predict_files

@@ -60,13 +60,16 @@ def sigmoid_run(folders, tmp_path_factory):
 def test_run_folder_holds_everything_needed(softmax_run):
     out, stdout = softmax_run
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["model.keras", "last.keras", "history.csv", "metrics.json", "config.json", "curves.png", "confusion.png"]
+        ["model.keras", "last.keras", "history.csv", "metrics.json", "config.json", "curves.png", "confusion.png",
+         "reliability.png"]
     )
     history = runs.read_history(out)
     assert history["epoch"] == [1.0, 2.0]
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_time"} <= set(history)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["test"]) >= {"loss", "accuracy", "per_class", "confusion_matrix"}
+    assert set(metrics["test"]) >= {"loss", "accuracy", "per_class", "confusion_matrix", "ece"}
+    assert set(metrics["robustness"]) == {"mean", "clean", "images", "shifts", "ece"}  # a folder: no plain background
+    assert "background" not in metrics["robustness"]["shifts"] and metrics["robustness"]["clean"] == metrics["test"]["accuracy"]
     assert [row["class"] for row in metrics["test"]["per_class"]] == ["circle", "square", "star"]
     assert np.array(metrics["test"]["confusion_matrix"]).shape == (3, 3)
     assert np.array(metrics["test"]["confusion_matrix"]).sum() == metrics["test"]["images"]
@@ -77,7 +80,7 @@ def test_run_folder_holds_everything_needed(softmax_run):
     assert config["train"]["epochs"] == 2 and config["train"]["batch_size"] == 8
     assert config["train"]["precision"] == "fp32"  # CPU default
     assert config["class_names"] == ["circle", "square", "star"]
-    for picture in ("curves.png", "confusion.png"):
+    for picture in ("curves.png", "confusion.png", "reliability.png"):
         assert (out / picture).read_bytes()[:8] == PNG
     assert "test (" in stdout and "accuracy" in stdout
 
@@ -166,8 +169,8 @@ def test_unknown_schedule_is_refused_before_anything_is_written(tmp_path):
 def test_unknown_augmentation_is_refused_before_anything_is_written(tmp_path):
     result = invoke("train", "happy", "--dataset", "signs", "--augment", "mirror,jitter", "--out", tmp_path / "r")
     assert result.exit_code == 2
-    assert ("Unknown augmentation 'jitter': use a comma-separated list of mirror, shift, crop, "
-            "resized-crop, color, pca, rotate (or none).") in result.stderr
+    assert ("Unknown augmentation 'jitter': use a comma-separated list of mirror, shift, crop, resized-crop, color, "
+            "pca, rotate, tilt, zoom, light, blur, noise, erase, background (or none).") in result.stderr
     assert not (tmp_path / "r").exists()
 
 

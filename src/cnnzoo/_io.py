@@ -33,29 +33,36 @@ os.umask(_UMASK)
 
 
 @contextmanager
-def atomic_path(path: Path):
-    """Yield a temporary path beside `path` (same suffix); rename it into place on success."""
+def atomic_path(path: Path, *, then: str = "free some space or choose a writable folder"):
+    """Yield a temporary path beside `path` (same suffix); rename it into place on success.
+
+    A failed write (disk full, no permission) leaves the file as it was and ends in one
+    sentence saying so, with `then`: what the user can do about it."""
     path = Path(path)
     if not path.parent.is_dir():
         raise UserError(f"Cannot write {path}: the folder {path.parent} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        os.close(fd)
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
+    except OSError as error:
+        before = "the file there before is unchanged" if path.exists() else "nothing was written"
+        raise UserError(f"Cannot write {path} ({error.strerror or error}): {before}; {then}.") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+def write_bytes(path: Path, data: bytes, **options) -> None:
+    with atomic_path(path, **options) as tmp:
         tmp.write_bytes(data)
 
 
-def write_text(path: Path, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+def write_text(path: Path, text: str, **options) -> None:
+    write_bytes(path, text.encode("utf-8"), **options)
 
 
 def write_json(path: Path, obj) -> None:

@@ -86,3 +86,27 @@ def classification_metrics(y_true, proba: np.ndarray, class_names) -> dict:
         "confusion_matrix": matrix.tolist(),
         "class_names": [str(c) for c in class_names],
     }
+
+
+def calibration(y_true, proba: np.ndarray, bins: int = 15) -> dict:
+    """Expected calibration error (Guo et al. 2017): the gap between confidence (the top
+    probability) and accuracy, averaged over `bins` equal-width confidence bins weighted by
+    their images; with each bin's confidence, accuracy and count for a reliability diagram."""
+    y_true = np.asarray(y_true)
+    if y_true.ndim == 2:
+        y_true = y_true.argmax(axis=1)
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == y_true.astype(np.int64).ravel()
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        inside = which == b
+        count = int(inside.sum())
+        if count:
+            gap = abs(float(confidence[inside].mean()) - float(correct[inside].mean()))
+            ece += gap * count / len(confidence)
+        rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": count,
+                     "confidence": float(confidence[inside].mean()) if count else None,
+                     "accuracy": float(correct[inside].mean()) if count else None})
+    return {"ece": float(ece), "bins": rows}

@@ -16,6 +16,8 @@ def plot_graph(model, path: Path, *, dpi: int = 96) -> Path:
     import keras
 
     path = picture_path(path)
+    if dpi < 1:
+        raise UserError(f"The resolution must be at least 1 dot per inch. Received: dpi={dpi!r}")
     if shutil.which("dot") is None:
         raise UserError(
             "Graphviz's `dot` program is not on PATH, and plotting needs it: install Graphviz "
@@ -114,4 +116,25 @@ def plot_mistakes(images, y_true, proba, class_names, path: Path, title: str = "
         guess = int(proba[i].argmax())
         ax.set_title(f"true {class_names[int(y_true[i])]}\n→ {class_names[guess]} ({proba[i, guess]:.2f})", fontsize=7)
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_reliability(curves: dict[str, dict], path: Path, title: str = "") -> Path:
+    """Reliability diagrams: accuracy against confidence per bin, one line per named
+    `calibration()` result (e.g. clean and shifted), the diagonal being perfect calibration."""
+    path = picture_path(path)
+    fig, ax = _figure(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+    for name, result in curves.items():
+        points = [(b["confidence"], b["accuracy"]) for b in result["bins"] if b["count"]]
+        if points:
+            x, y = zip(*points)
+            ax.plot(x, y, "-o", ms=3, label=f"{name} (ECE {result['ece']:.1%})")
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
     return _save(fig, path)

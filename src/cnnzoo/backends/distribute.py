@@ -36,12 +36,17 @@ HOST_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PR
 
 def multi_host_requested(coordinator, num_processes, process_id) -> bool:
     """True when flags or a cluster launcher's KERAS_DISTRIBUTION_* variables ask for it."""
-    given = coordinator or num_processes or process_id is not None
+    given = coordinator or num_processes is not None or process_id is not None
     return bool(given or any(os.environ.get(v) for v in HOST_VARIABLES))
 
 
 def initialize_hosts(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
     """Join a multi-host job (JAX); arguments left None come from KERAS_DISTRIBUTION_*."""
+    if num_processes is not None and num_processes < 1:
+        raise UserError(f"--num-processes must be at least 1. Received: --num-processes {num_processes}")
+    if process_id is not None and not 0 <= process_id < (num_processes or process_id + 1):
+        top = f"between 0 and {num_processes - 1}" if num_processes else "at least 0"
+        raise UserError(f"--process-id must be {top} (0 is the coordinator). Received: --process-id {process_id}")
     _require_jax("Multi-host training")
     keras.distribution.initialize(coordinator, num_processes, process_id)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from cnnzoo.errors import UserError
@@ -17,3 +18,18 @@ def parse_shape(text: str | None, option: str = "--input-shape") -> tuple[int, .
             f"{option} must be three positive integers such as 64,64,3. Received: {text!r}"
         )
     return tuple(int(p) for p in parts)
+
+
+def positive(value: float, option: str) -> float:
+    """A finite number above 0, or a UserError naming the option (typer lets nan and inf through)."""
+    if not math.isfinite(value) or value <= 0:
+        raise UserError(f"{option} must be a positive number. Received: {option} {value}")
+    return value
+
+
+def megapixels(value: float, option: str = "--max-megapixels") -> int:
+    """Millions of pixels -> a pixel count, refused unless finite and positive."""
+    return max(1, round(positive(value, option) * 1_000_000))
+
+
+MAX_MEGAPIXELS_HELP = "Largest image decoded, in millions of pixels (width x height, read from its header first)."

@@ -11,6 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from cnnzoo.cli import add_commands
+from cnnzoo.cli.args import MAX_MEGAPIXELS_HELP, megapixels
+from cnnzoo.datasets.images import MAX_PIXELS
+from cnnzoo.errors import UserError
 
 console = Console()
 
@@ -26,14 +29,16 @@ LOAD_OPTIONS = {
     "validation": (float, typer.Option(0.0, "--validation", help="Fraction of the training part held out for validation.")),
     "skip_bad": (bool, typer.Option(False, "--skip-bad", help="Skip unreadable images (and count them) instead of failing.")),
     "seed": (int, typer.Option(0, "--seed", help="Salt of the split hash: another seed, another (stable) split.")),
+    "max_megapixels": (float, typer.Option(MAX_PIXELS / 1e6, "--max-megapixels", help=MAX_MEGAPIXELS_HELP)),
 }
 
 
 def with_load_options(command):
-    """Give `command` the options of LOAD_OPTIONS and call it with the dataset they load, `ds`,
-    and with those of the options it names itself (`seed` for `show`)."""
+    """Give `command` the options of LOAD_OPTIONS and call it with `load_data`, which loads the
+    dataset with them once the command has checked its own options, and with those of the
+    options it names itself (`seed` for `show`)."""
     signature = inspect.signature(command)
-    own = [p for p in signature.parameters.values() if p.name != "ds" and p.name not in LOAD_OPTIONS]
+    own = [p for p in signature.parameters.values() if p.name != "load_data" and p.name not in LOAD_OPTIONS]
     wanted = [name for name in signature.parameters if name in LOAD_OPTIONS]
     added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
              for name, (kind, option) in LOAD_OPTIONS.items()]
@@ -43,7 +48,12 @@ def with_load_options(command):
         from cnnzoo.datasets import load
 
         loading = {key: options.pop(key) for key in LOAD_OPTIONS}
-        return command(name, ds=load(name, **loading), **options, **{key: loading[key] for key in wanted})
+        max_pixels = megapixels(loading.pop("max_megapixels"))
+
+        def load_data():
+            return load(name, **loading, max_pixels=max_pixels)
+
+        return command(name, load_data=load_data, **options, **{key: loading[key] for key in wanted})
 
     wrapper.__signature__ = signature.replace(parameters=[*own, *added])
     return wrapper
@@ -71,8 +81,9 @@ def list_() -> None:
 
 
 @with_load_options
-def info(name: str = DATASET, *, ds=None) -> None:
+def info(name: str = DATASET, *, load_data=None) -> None:
     """Images per class in each split, the image shape, where it came from and is cached."""
+    ds = load_data()
     counts = ds.counts()
     console.print(f"{ds.name}: {ds.num_classes} classes, images {'x'.join(map(str, ds.image_shape))} uint8",
                   soft_wrap=True)
@@ -101,13 +112,17 @@ def show(
     split: str = typer.Option("train", "--split", help="train, test or val."),
     per_class: int = typer.Option(8, "--per-class", help="Images in each class's row."),
     *,
-    ds=None,
+    load_data=None,
     seed: int = 0,
 ) -> None:
     """Draw a labelled grid of samples, one row per class."""
-    from cnnzoo.datasets.show import sample_grid
+    from cnnzoo.analysis.report import picture_path
+    from cnnzoo.datasets.show import FORMATS, sample_grid
 
-    sample_grid(ds, output, split=split, per_class=per_class, seed=seed)
+    if per_class < 1:
+        raise UserError(f"--per-class must be at least 1. Received: --per-class {per_class}")
+    picture_path(output, FORMATS)  # before the images load
+    sample_grid(load_data(), output, split=split, per_class=per_class, seed=seed)
     console.print(f"wrote {output}")
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socket
+import ssl
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
 from cnnzoo.cli import add_commands
+from cnnzoo.cli.args import megapixels, positive
 from cnnzoo.errors import UserError
 
 console = Console(highlight=False)
@@ -43,20 +45,37 @@ def serve(
         raise UserError(f"Unknown log level {log_level!r}: use one of {', '.join(LOG_LEVELS)}.")
     if bool(ssl_certfile) != bool(ssl_keyfile):
         raise UserError("HTTPS needs both --ssl-certfile and --ssl-keyfile.")
-    resolve_model_path(model_file)  # cheap checks first, then the port, then the slow load
+    if ssl_certfile:
+        _check_certificate(ssl_certfile, ssl_keyfile)
+    max_bytes = max(1, round(positive(max_mb, "--max-mb") * 1024 * 1024))
+    max_pixels = megapixels(max_megapixels)
     check_threshold(threshold)
+    resolve_model_path(model_file)  # cheap checks first, then the port, then the slow load
     sock = _listen(host, port)  # before loading the model: a busy port fails fast
-    app = create_app(model_file, unsafe=unsafe, threshold=threshold, max_bytes=int(max_mb * 1024 * 1024),
-                     max_pixels=int(max_megapixels * 1_000_000))
+    app = create_app(model_file, unsafe=unsafe, threshold=threshold, max_bytes=max_bytes, max_pixels=max_pixels)
     served = app.state.served
     scheme = "https" if ssl_certfile else "http"
     shown = f"[{host}]" if ":" in host else host
     console.print(f"Serving {served.name} ({served.architecture}, classes: {', '.join(served.class_names)}) "
                   f"at {scheme}://{shown}:{port}/  (API: /predict, /model, /health, /openapi.json; Ctrl+C stops)",
                   soft_wrap=True)
+    # server_header=False: no "server: uvicorn" banner telling a visitor what to attack.
     config = uvicorn.Config(app, log_level=log_level, ssl_certfile=ssl_certfile and str(ssl_certfile),
-                            ssl_keyfile=ssl_keyfile and str(ssl_keyfile))
+                            ssl_keyfile=ssl_keyfile and str(ssl_keyfile), server_header=False)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _check_certificate(certfile: Path, keyfile: Path) -> None:
+    """Load the pair as uvicorn will, so a missing or wrong file is one sentence now, not a
+    traceback once the server starts."""
+    for option, path in (("--ssl-certfile", certfile), ("--ssl-keyfile", keyfile)):
+        if not path.is_file():
+            raise UserError(f"{option} {path} is not a file: give the certificate and its private key as PEM files.")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except (ssl.SSLError, OSError) as error:
+        raise UserError(f"The certificate {certfile} and key {keyfile} cannot be used for HTTPS ({error}): give a "
+                        "PEM certificate and the private key that belongs to it.") from None
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cnnzoo.cli import add_commands
-from cnnzoo.cli.args import parse_shape
+from cnnzoo.cli.args import MAX_MEGAPIXELS_HELP, megapixels, parse_shape
+from cnnzoo.datasets.images import MAX_PIXELS
 
 console = Console()
 
@@ -58,13 +59,13 @@ def train(**options) -> None:
     from cnnzoo.training.config import TrainConfig
     from cnnzoo.training.fit import train as run_training
 
-    seeds, resume = options.pop("seeds"), options.pop("resume")
+    seeds, resume, out = options.pop("seeds"), options.pop("resume"), options.pop("out")
     hosts = [options.pop(name) for name in ("coordinator", "num_processes", "process_id")]
-    if distribute.multi_host_requested(*hosts):
-        distribute.initialize_hosts(*hosts)
+    TrainConfig(**options).check()  # every number in range before anything starts
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, not {seeds}.")
-    out = options.pop("out")
+    if distribute.multi_host_requested(*hosts):
+        distribute.initialize_hosts(*hosts)
     folders = []
     for member in range(options["seed"], options["seed"] + seeds):
         folder = out if seeds == 1 or out is None else Path(f"{out}-s{member}")
@@ -95,18 +96,24 @@ def evaluate(
     mistakes: Path = typer.Option(None, help="Write a picture of the 32 most confidently misclassified images here."),
     arch: str = typer.Option(None, help="Architecture of a weights-only file."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow model files that can run code (Lambda layers)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images (counted and named in --out's metrics.json) instead of failing."),
+    max_megapixels: float = typer.Option(MAX_PIXELS / 1e6, "--max-megapixels", help=MAX_MEGAPIXELS_HELP),
+    robustness: bool = typer.Option(False, "--robustness", help="Also score the images under the robustness suite's shifts (rotation, scale, light, blur, JPEG, noise, background...)."),
 ) -> None:
-    """Loss, accuracy, per-class table and confusion matrix of a trained model or an ensemble."""
+    """Loss, accuracy, per-class table, calibration and confusion matrix of a trained model or an ensemble."""
     from cnnzoo.errors import UserError
     from cnnzoo.inference.evaluate import evaluate_models
 
     if len(model_files) > 1 and not ensemble:
         raise UserError(f"{len(model_files)} models given: add --ensemble to average their probabilities.")
     result = evaluate_models(model_files, dataset=dataset, split=split, tta=tta, out=out, confusion=confusion,
-                             mistakes=mistakes, arch=arch, unsafe=unsafe)
+                             mistakes=mistakes, arch=arch, unsafe=unsafe, skip_bad=skip_bad,
+                             max_pixels=megapixels(max_megapixels), robustness=robustness)
     members = f", ensemble of {len(model_files)}" if len(model_files) > 1 else ""
     views = f", tta {tta}" if tta != "none" else ""
     _print_metrics(result, f"{split} ({result['images']} images{members}{views})")
+    if robustness:
+        _print_robustness(result["robustness"])
 
 
 def predict(
@@ -115,17 +122,29 @@ def predict(
     arch: str = typer.Option(None, help="Architecture of a weights-only file."),
     input_shape: str = typer.Option(None, "--input-shape", help="Input of a weights-only file."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow model files that can run code (Lambda layers)."),
+    max_megapixels: float = typer.Option(MAX_PIXELS / 1e6, "--max-megapixels", help=MAX_MEGAPIXELS_HELP),
 ) -> None:
     """Predicted class and probability vector [p(0) ... p(K-1)] for each image."""
     from cnnzoo.inference.predict import format_prediction, predict_files
 
-    for prediction in predict_files(model_file, images, arch=arch, unsafe=unsafe,
-                                    input_shape=parse_shape(input_shape)):
+    for prediction in predict_files(model_file, images, arch=arch, unsafe=unsafe, input_shape=parse_shape(input_shape),
+                                    max_pixels=megapixels(max_megapixels)):
         console.print(format_prediction(prediction), highlight=False)
 
 
+def _print_robustness(scores: dict) -> None:
+    table = Table("shift", "severity 1", "severity 2", "severity 3", "mean", title="robustness suite")
+    for name, by in scores["shifts"].items():
+        cells = [f"{by[str(s)]:.1%}" if str(s) in by else "" for s in (1, 2, 3)]
+        table.add_row(name, *cells, f"{sum(by.values()) / len(by):.1%}")
+    console.print(table)
+    console.print(f"robustness mean {scores['mean']:.1%} (clean {scores['clean']:.1%}); calibration error on the "
+                  f"shifted images {scores['ece']:.1%}")
+
+
 def _print_metrics(result: dict, title: str) -> None:
-    console.print(f"{title}: loss {result['loss']:.4f}, accuracy {result['accuracy']:.2%}")
+    ece = f", calibration error {result['ece']:.1%}" if "ece" in result else ""
+    console.print(f"{title}: loss {result['loss']:.4f}, accuracy {result['accuracy']:.2%}{ece}")
     table = Table("class", "precision", "recall", "support")
     for row in result["per_class"]:
         table.add_row(row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", str(row["support"]))

@@ -13,12 +13,7 @@ See docs/DATA.md.
 
 from cnnzoo.datasets.core import Dataset, Split, load
 from cnnzoo.datasets.images import read_image
-from cnnzoo.datasets.registry import (
-    DatasetSpec,
-    dataset_info,
-    list_datasets,
-    register_dataset,
-)
+from cnnzoo.datasets.registry import DatasetSpec, dataset_info, list_datasets, register_dataset
 from cnnzoo.datasets.sources import default_augmentations
 
 __all__ = [

@@ -56,7 +56,10 @@ def load(path: Path, key: dict) -> Raw | None:
             raise ValueError("its contents do not match its key")
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         sys.stderr.write(f"cnnzoo: the cache file {path} is damaged ({error}); rebuilding it.\n")
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:  # a read-only cache: the rebuilt arrays cannot replace it either, and `save` says so
+            pass
         return None
     return raw
 
@@ -66,7 +69,7 @@ def save(path: Path, key: dict, raw: Raw) -> None:
     meta = json.dumps({"key": key, "count": len(raw.x)})
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
+        with atomic_path(path, then="free some space or point CNNZOO_HOME at a writable folder") as tmp:
             with open(tmp, "wb") as f:
                 np.savez(
                     f, x=raw.x, y=raw.y, keys=raw.keys, official=raw.official,

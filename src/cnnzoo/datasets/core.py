@@ -14,13 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnzoo.datasets import cache, readers, splits
-from cnnzoo.datasets.images import (
-    STREAM_HINT,
-    FileImages,
-    channels_arg,
-    image_size_arg,
-    resize_arg,
-)
+from cnnzoo.datasets.images import MAX_PIXELS, STREAM_HINT, FileImages, channels_arg, image_size_arg, resize_arg
 from cnnzoo.datasets.sources import FolderSource, Source, resolve
 from cnnzoo.errors import UserError
 
@@ -60,7 +54,7 @@ class Split:
         images = self.x  # absolute paths: decode_all joins them to "/" unchanged
         decoded, keep, bad = readers.decode_all(
             "folder", "/", list(images.files), size=images.size, channels=images.channels, resize=images.resize,
-            label="decoding the streamed images", progress=progress, skip_bad=True,
+            label="decoding the streamed images", progress=progress, skip_bad=True, max_pixels=images.max_pixels,
             where=lambda name: f"The file {name}",
         )
         if not keep.all():
@@ -70,9 +64,7 @@ class Split:
     def batches(self, batch_size: int, *, y=None, **options):
         """`ArrayBatches` of this split (datasets/batches.py); `y` replaces the labels (e.g. one
         target per model output)."""
-        from cnnzoo.datasets.batches import (
-            ArrayBatches,  # imports keras, which `load` does not need
-        )
+        from cnnzoo.datasets.batches import ArrayBatches  # imports keras, which `load` does not need
 
         return ArrayBatches(self.x, self.y if y is None else y, batch_size, **options)
 
@@ -120,6 +112,8 @@ def load(
     download: bool = True,
     progress: bool = True,
     stream: bool = False,
+    max_pixels: int = MAX_PIXELS,
+    split_by: str = "file",
 ) -> Dataset:
     """Load a dataset as uint8 NHWC train / test (/ validation) arrays.
 
@@ -135,6 +129,9 @@ def load(
     are cached under $CNNZOO_HOME; archives come from $CNNZOO_DATA_MIRROR or the internet.
     `stream=True` (folders only) lists the files instead, and the splits decode them as
     they are indexed (`FileImages`): the same splits and pixels, nothing decoded up front.
+    An image of more than `max_pixels` (width x height) is refused before it is decoded.
+    `split_by="subject"` keeps every subject (the person in the photos) on one side of every
+    split, for sets that record subjects (sign-digits, signs): a test of other people's hands.
     """
     size = image_size_arg(image_size)
     channels = channels_arg(channels)
@@ -144,23 +141,33 @@ def load(
         _fraction(test_fraction, "test_fraction")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise UserError(f"seed must be an integer. Received: seed={seed!r}")
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
+        raise UserError(f"max_pixels must be a positive whole number of pixels. Received: max_pixels={max_pixels!r}")
+    if split_by not in SPLIT_BY:
+        raise UserError(f"split_by must be one of {', '.join(SPLIT_BY)}. Received: split_by={split_by!r}")
     source = resolve(name)
+    if split_by == "subject" and source.subjects(()) is None:
+        raise UserError(f"{source.name} does not record who is in each image, so it cannot be split by subject: "
+                        "split it by file (split_by='file').")
     size, channels = size or source.image_size, channels or source.channels
     if stream:
-        raw, path = _listed(source, size, channels, resize), None
+        raw, path = _listed(source, size, channels, resize, max_pixels), None
     else:
-        raw, path = _read_through_cache(source, size, channels, resize, skip_bad, download, progress)
+        raw, path = _read_through_cache(source, size, channels, resize, skip_bad, download, progress, max_pixels)
     if raw.skipped:
         sys.stderr.write(f"cnnzoo: skipped {len(raw.skipped)} unreadable file(s) of {source.name}, "
                          f"e.g. {raw.skipped[0]}.\n")
     fraction = test_fraction if test_fraction is not None else source.test_fraction
-    return _assemble(raw, source.name, source.location(), path, fraction, validation, one_hot, seed, resize)
+    groups = raw.keys if split_by == "file" else np.array(source.subjects(list(raw.keys)), dtype=str)
+    return _assemble(raw, groups, source.name, source.location(), path, fraction, validation, one_hot, seed, resize)
 
 
-def _read_through_cache(source: Source, size, channels, resize, skip_bad, download, progress):
+def _read_through_cache(source: Source, size, channels, resize, skip_bad, download, progress, max_pixels):
     """(Raw, cache file): the cached arrays while they match the source, else read and cached."""
     options = {"format": cache.FORMAT, "resize": resize, "skip_bad": bool(skip_bad),
                "size": list(size) if size else None, "channels": channels}
+    if max_pixels != MAX_PIXELS:  # which images are refused (or skipped) depends on it
+        options["max_pixels"] = int(max_pixels)
     key = source.key(options)  # None: the source is not on this machine yet
     path = cache.cache_path(source.cache_name, key) if key is not None else None
     raw = cache.load(path, key) if path is not None else None
@@ -168,12 +175,13 @@ def _read_through_cache(source: Source, size, channels, resize, skip_bad, downlo
         source.prepare(download=download, progress=progress)  # check the archive, or fetch it
         key = source.key(options)
         path = cache.cache_path(source.cache_name, key)
-        raw = source.read(size=size, channels=channels, resize=resize, skip_bad=skip_bad, progress=progress)
+        raw = source.read(size=size, channels=channels, resize=resize, skip_bad=skip_bad, progress=progress,
+                          max_pixels=max_pixels)
         cache.save(path, key, raw)
     return raw, path
 
 
-def _listed(source: Source, size, channels, resize) -> readers.Raw:
+def _listed(source: Source, size, channels, resize, max_pixels) -> readers.Raw:
     """A folder's files as a Raw whose images are `FileImages`: nothing is decoded."""
     if not isinstance(source, FolderSource):
         raise UserError(f"Only image folders can be streamed, and {source.name} is not one: give "
@@ -182,9 +190,12 @@ def _listed(source: Source, size, channels, resize) -> readers.Raw:
     keys = np.array([relative for relative, _, _ in entries], dtype=str)
     files = [str(source.path / relative) for relative in keys]
     return readers.Raw(
-        x=FileImages(files, size, channels, resize), y=np.array([label for _, label, _ in entries], np.int64),
+        x=FileImages(files, size, channels, resize, max_pixels), y=np.array([label for _, label, _ in entries], np.int64),
         keys=keys, official=np.array([split for *_, split in entries], np.int8), class_names=class_names,
     )
+
+
+SPLIT_BY = ("file", "subject")
 
 
 def _fraction(value, name: str) -> None:
@@ -221,8 +232,14 @@ def preprocessing_record(image_shape, resize: str, name: str, class_names) -> di
     }
 
 
-def _assemble(raw, name, where, path, test_fraction, validation, one_hot, seed, resize) -> Dataset:
-    train_idx, val_idx, test_idx = split_indices(raw.keys, raw.y, raw.official, test_fraction, validation, seed)
+def _assemble(raw, groups, name, where, path, test_fraction, validation, one_hot, seed, resize) -> Dataset:
+    """The splits of `raw`, each image placed by a hash of its group (its file, or its subject)."""
+    if not len(raw.y):
+        raise UserError(f"{name} holds no images: give a dataset with images of at least two classes.")
+    if len(raw.class_names) < 2:  # every label would be right: a one-class model scores 100%
+        raise UserError(f"{name} has only one class ({', '.join(map(str, raw.class_names))}): a classifier needs "
+                        "at least two; add the images of the other classes (a sub-folder each).")
+    train_idx, val_idx, test_idx = split_indices(groups, raw.y, raw.official, test_fraction, validation, seed)
     k = len(raw.class_names)
     y = np.eye(k, dtype=np.float32)[raw.y] if one_hot else raw.y
     every = Split(raw.x, y, raw.keys)

@@ -16,6 +16,11 @@ from cnnzoo.errors import UserError
 # Bilinear with Pillow's antialiasing (its resize widens the filter when shrinking).
 RESAMPLE = Image.Resampling.BILINEAR
 RESIZE_MODES = ("resize", "pad")  # stretch to the size | keep the aspect and pad with black
+# The largest image decoded (width x height), checked on its header before any pixel is: a
+# 140 KB PNG can hold 180 megapixels (1.1 GB decoded). Pillow's own bomb check (which only
+# warns below 179 megapixels) is left to this one, so the limit can be raised past it.
+MAX_PIXELS = 40_000_000
+Image.MAX_IMAGE_PIXELS = None
 _MODES = {1: "L", 3: "RGB"}
 
 
@@ -78,20 +83,26 @@ def to_array(img: Image.Image, size: tuple[int, int] | None, channels: int, resi
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """16-bit or float greyscale -> 0-255: floats in [0, 1] (a float TIFF) are scaled by 255."""
     top = float(array.max()) if array.size else 0.0
+    if np.issubdtype(array.dtype, np.floating) and top <= 1.0 and float(array.min()) >= 0.0:
+        return np.round(array * 255.0).astype(np.uint8)
     if top <= 255:
         return array.astype(np.uint8)
     return (array.astype(np.float64) * (255.0 / (65535.0 if top <= 65535 else top))).astype(np.uint8)
 
 
 def try_decode(
-    data: bytes, size: tuple[int, int] | None, channels: int, resize: str = "resize"
+    data: bytes, size: tuple[int, int] | None, channels: int, resize: str = "resize", max_pixels: int = MAX_PIXELS,
 ) -> tuple[np.ndarray | None, str | None]:
     """Decode encoded image bytes; (array, None) or (None, why it is not a usable image)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's EXIF and palette chatter
             with Image.open(io.BytesIO(data)) as img:
+                if img.width * img.height > max_pixels:
+                    return None, (f"is {img.width}x{img.height} = {img.width * img.height:,} pixels, more than the "
+                                  f"limit of {max_pixels:,} (raise it with --max-megapixels)")
                 if size is not None and img.format == "JPEG":
                     # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that is still at
                     # least the target size: a 3024x3024 photo then decodes in a few ms.
@@ -102,13 +113,12 @@ def try_decode(
                 return to_array(img, size, channels, resize), None
     except UnidentifiedImageError:
         return None, "is not an image file that Pillow can read"
-    except Image.DecompressionBombError as error:
-        return None, f"is too large to decode safely ({error})"
     except (OSError, SyntaxError, ValueError, zlib.error, EOFError) as error:
         return None, f"is corrupt or truncated ({error})"
 
 
-def read_image(path, image_size=None, channels: int = 3, *, resize: str = "resize") -> np.ndarray:
+def read_image(path, image_size=None, channels: int = 3, *, resize: str = "resize",
+               max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read one image file as uint8 (H, W, C), as the datasets decode theirs.
 
     `image_size` is an int or (height, width), None for the file's own size; `channels` is
@@ -127,17 +137,18 @@ def read_image(path, image_size=None, channels: int = 3, *, resize: str = "resiz
         raise UserError(f"Cannot read the image {path}: it is a folder, not an image file.") from None
     except OSError as error:
         raise UserError(f"Cannot read the image {path}: {error.strerror or error}.") from None
-    array, why = try_decode(data, size, channels, resize)
+    array, why = try_decode(data, size, channels, resize, max_pixels)
     if array is None:
         raise UserError(f"The file {path} {why}: give a JPEG or PNG image.")
     return array
 
 
-BAD_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
+# NotImplementedError: a compression method zipfile lacks; RuntimeError: an encrypted member.
+BAD_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError)
 STREAM_HINT = "replace or delete it (a streamed folder cannot skip unreadable files)"
 
 
-def decode_file(path, size: tuple[int, int], channels: int, resize: str) -> np.ndarray:
+def decode_file(path, size: tuple[int, int], channels: int, resize: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """One image file -> uint8 (H, W, C), exactly as `load` decodes it; a `UserError`
     naming the file when it cannot be read or decoded."""
     try:
@@ -145,7 +156,7 @@ def decode_file(path, size: tuple[int, int], channels: int, resize: str) -> np.n
     except OSError as error:  # as the cached reader reports an unreadable file
         why = f"cannot be read ({error})"
     else:
-        array, why = try_decode(data, size, channels, resize)
+        array, why = try_decode(data, size, channels, resize, max_pixels)
         if array is not None:
             return array
     raise UserError(f"The file {path} {why}: {STREAM_HINT}.")
@@ -154,9 +165,9 @@ def decode_file(path, size: tuple[int, int], channels: int, resize: str) -> np.n
 class FileImages:
     """Stands in for a uint8 (N, H, W, C) array: indexing it with positions decodes those files."""
 
-    def __init__(self, files, size: tuple[int, int], channels: int, resize: str):
+    def __init__(self, files, size: tuple[int, int], channels: int, resize: str, max_pixels: int = MAX_PIXELS):
         self.files = np.asarray(files, dtype=str)
-        self.size, self.channels, self.resize = tuple(size), channels, resize
+        self.size, self.channels, self.resize, self.max_pixels = tuple(size), channels, resize, max_pixels
         self.shape = (len(self.files), *self.size, channels)
         self.dtype = np.dtype(np.uint8)
 
@@ -166,13 +177,13 @@ class FileImages:
     def __getitem__(self, index) -> np.ndarray:
         index = np.asarray(index)
         if index.ndim == 0:
-            return decode_file(self.files[index], self.size, self.channels, self.resize)
+            return decode_file(self.files[index], self.size, self.channels, self.resize, self.max_pixels)
         out = np.empty((len(index), *self.size, self.channels), np.uint8)
         for i, position in enumerate(index):
-            out[i] = decode_file(self.files[position], self.size, self.channels, self.resize)
+            out[i] = decode_file(self.files[position], self.size, self.channels, self.resize, self.max_pixels)
         return out
 
     def subset(self, index) -> "FileImages":
         """The images at `index` (positions or a mask), still undecoded."""
-        return FileImages(self.files[index], self.size, self.channels, self.resize)
+        return FileImages(self.files[index], self.size, self.channels, self.resize, self.max_pixels)
 

@@ -15,19 +15,14 @@ import sys
 import threading
 import warnings
 import zipfile
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-    wait,
-)
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from cnnzoo.datasets import fetch
-from cnnzoo.datasets.images import BAD_ZIP_ERRORS, to_array, try_decode
+from cnnzoo.datasets.images import BAD_ZIP_ERRORS, MAX_PIXELS, to_array, try_decode
 from cnnzoo.datasets.registry import DatasetSpec
 from cnnzoo.errors import UserError
 
@@ -63,7 +58,7 @@ def _open(kind: str, root: str):
     _worker.source = zipfile.ZipFile(root) if kind == "zip" else Path(root)
 
 
-def _decode_chunk(names, size, channels, resize):
+def _decode_chunk(names, size, channels, resize, max_pixels):
     """Decode `names` from the worker's source: (images, [(index, why), ...])."""
     source = _worker.source
     out = np.zeros((len(names), *size, channels), np.uint8)
@@ -74,7 +69,7 @@ def _decode_chunk(names, size, channels, resize):
         except BAD_ZIP_ERRORS as error:
             bad.append((i, f"cannot be read ({error})"))
             continue
-        array, why = try_decode(data, size, channels, resize)
+        array, why = try_decode(data, size, channels, resize, max_pixels)
         if array is None:
             bad.append((i, why))
         else:
@@ -82,7 +77,8 @@ def _decode_chunk(names, size, channels, resize):
     return out, bad
 
 
-def decode_all(kind, root, names, *, size, channels, resize, label, progress, skip_bad, where):
+def decode_all(kind, root, names, *, size, channels, resize, label, progress, skip_bad, where,
+               max_pixels=MAX_PIXELS):
     """Decode every name of a zip or folder; (images, kept mask, skipped descriptions).
 
     A bad file raises a `UserError` naming it unless `skip_bad`; `where(name)` says how a
@@ -107,7 +103,7 @@ def decode_all(kind, root, names, *, size, channels, resize, label, progress, sk
             _open(kind, str(root))
             try:
                 for index, chunk in enumerate(chunks):
-                    take(index, _decode_chunk(chunk, size, channels, resize))
+                    take(index, _decode_chunk(chunk, size, channels, resize, max_pixels))
                     advance(len(chunk))
             finally:
                 _close()
@@ -117,7 +113,7 @@ def decode_all(kind, root, names, *, size, channels, resize, label, progress, sk
                     # Python 3.12+ warns when a process with threads (torch's) forks; the
                     # workers only run Pillow, never the framework.
                     warnings.filterwarnings("ignore", message=".*fork.*")
-                    futures = {pool.submit(_decode_chunk, c, size, channels, resize): i
+                    futures = {pool.submit(_decode_chunk, c, size, channels, resize, max_pixels): i
                                for i, c in enumerate(chunks)}
                 pending = set(futures)
                 try:
@@ -186,13 +182,14 @@ def _finish(images, keep, labels, keys, official, class_names, skipped) -> Raw:
 # ---------------------------------------------------------------- registered zip archives
 
 
-def read_zip(spec: DatasetSpec, archive: Path, *, size, channels, resize, skip_bad, progress) -> Raw:
+def read_zip(spec: DatasetSpec, archive: Path, *, size, channels, resize, skip_bad, progress,
+             max_pixels=MAX_PIXELS) -> Raw:
     """Decode the images of a registered set from its (verified) archive."""
     found = fetch.check_structure(spec, archive)
     names = [member for member, *_ in found]
     images, keep, skipped = decode_all(
         "zip", archive, names, size=size, channels=channels, resize=resize,
-        label=f"decoding {spec.name}", progress=progress, skip_bad=skip_bad,
+        label=f"decoding {spec.name}", progress=progress, skip_bad=skip_bad, max_pixels=max_pixels,
         where=lambda member: f"The image {member} in {archive}",
     )
     labels = np.array([label for *_, label, _ in found], np.int64)
@@ -270,13 +267,13 @@ def folder_layout(root: Path) -> tuple[list[str], list[tuple[str, int, int]]]:
     return class_names, entries
 
 
-def read_folder(root: Path, *, size, channels, resize, skip_bad, progress) -> Raw:
+def read_folder(root: Path, *, size, channels, resize, skip_bad, progress, max_pixels=MAX_PIXELS) -> Raw:
     """Decode root/<class>/* (or root/{train,test}/<class>/*): the Keras/torchvision layout."""
     class_names, entries = folder_layout(root)
     names = [relative for relative, _, _ in entries]
     images, keep, skipped = decode_all(
         "folder", root, names, size=size, channels=channels, resize=resize,
-        label=f"decoding {root.name}", progress=progress, skip_bad=skip_bad,
+        label=f"decoding {root.name}", progress=progress, skip_bad=skip_bad, max_pixels=max_pixels,
         where=lambda relative: f"The file {root / relative}",
     )
     labels = np.array([label for _, label, _ in entries], np.int64)
@@ -292,7 +289,10 @@ def folder_signature(root: Path) -> list:
     _, entries = folder_layout(root)
     signature = []
     for relative, _, _ in entries:
-        stat = (root / relative).stat()
+        try:
+            stat = (root / relative).stat()
+        except OSError:  # a dangling link or a link loop: the link itself, reported when decoded
+            stat = (root / relative).lstat()
         signature.append([relative, stat.st_size, stat.st_mtime_ns])
     return signature
 
@@ -301,12 +301,17 @@ def folder_signature(root: Path) -> list:
 
 
 def _h5_dataset(f, path: Path, key: str):
+    import h5py
+
     if key not in f:
         present = ", ".join(sorted(f.keys())) or "nothing"
         raise UserError(
             f"The HDF5 file {path} has no dataset {key!r} (it holds {present}): the course's "
             f"files hold train_set_x, train_set_y, test_set_x, test_set_y and list_classes."
         )
+    if not isinstance(f[key], h5py.Dataset):
+        raise UserError(f"{key} in the HDF5 file {path} is a group, not an array: the course's files hold "
+                        "each of train_set_x, train_set_y, test_set_x, test_set_y and list_classes as an array.")
     return f[key][()]
 
 

@@ -45,6 +45,14 @@ class DatasetSpec:
     # signs and digits are not (a mirrored sign is the other hand's, a mirrored 2 is no digit).
     # Small shifts suit all of them (on smiles they cut HappyModel's overfitting).
     augment: tuple[str, ...] = ()
+    # The photographs show one subject on a plain, light background (the robustness suite can
+    # replace it: cnnzoo.inference.robustness).
+    plain_background: bool = False
+    # Who is in each photo, for subject-disjoint splits: a regex on the member path with groups
+    # `number` (the file's number) and `position` (its place in the subject's series); a
+    # subject's photos are numbered consecutively (see splits.consecutive_subjects). None:
+    # subjects unknown.
+    subject_pattern: str | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -57,6 +65,19 @@ class DatasetSpec:
     @property
     def class_names(self) -> list[str]:
         return list(self.classes)
+
+    def subjects(self, members) -> list[str] | None:
+        """The subject of each member path, or None when this set does not record subjects."""
+        if self.subject_pattern is None:
+            return None
+        from cnnzoo.datasets.splits import consecutive_subjects
+
+        matches = [_compiled(self.subject_pattern).search(member) for member in members]
+        if any(m is None for m in matches):
+            missing = next(member for member, m in zip(members, matches) if m is None)
+            raise UserError(f"The file {missing} of {self.name} is not named as its subjects' photos are: "
+                            "split it by file instead (split_by='file').")
+        return consecutive_subjects([int(m["number"]) for m in matches], [int(m["position"]) for m in matches])
 
     def classify(self, member: str) -> tuple[int, int] | None:
         """(label, official split: -1 none, 0 train, 1 test) of a member path, or None."""
@@ -131,6 +152,10 @@ _SIGN_LANGUAGE = dict(
     other_filenames=("Sign-Language-Digits-Dataset-master.zip",),
     pattern=r"Dataset/(?P<cls>[0-9])/[^/]+",
     augment=("shift",),
+    plain_background=True,
+    # Each of the 218 students photographed the ten digits in order: IMG_1118 is a 0, IMG_1119
+    # the same student's 1 ... (a retake shifts the numbers after it by one).
+    subject_pattern=r"Dataset/(?P<position>[0-9])/IMG_(?P<number>[0-9]+)\.JPG",
     image_size=(64, 64),
     channels=3,
     licence="Apache-2.0",

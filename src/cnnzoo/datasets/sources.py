@@ -70,9 +70,12 @@ class ArchiveSource:
     def location(self) -> str:
         return str(fetch.find_local(self.spec))
 
-    def read(self, *, size, channels, resize, skip_bad, progress) -> readers.Raw:
+    def subjects(self, keys) -> list[str] | None:
+        return self.spec.subjects(keys)
+
+    def read(self, *, size, channels, resize, skip_bad, progress, max_pixels) -> readers.Raw:
         return readers.read_zip(self.spec, fetch.find_local(self.spec), size=size, channels=channels, resize=resize,
-                                skip_bad=skip_bad, progress=progress)
+                                skip_bad=skip_bad, progress=progress, max_pixels=max_pixels)
 
 
 @dataclass(frozen=True)
@@ -101,9 +104,12 @@ class FolderSource:
     def location(self) -> str:
         return str(self.path)
 
-    def read(self, *, size, channels, resize, skip_bad, progress) -> readers.Raw:
+    def subjects(self, keys) -> None:
+        return None  # a user's files say nothing of who is in them
+
+    def read(self, *, size, channels, resize, skip_bad, progress, max_pixels) -> readers.Raw:
         return readers.read_folder(self.path, size=size, channels=channels, resize=resize, skip_bad=skip_bad,
-                                   progress=progress)
+                                   progress=progress, max_pixels=max_pixels)
 
     def files(self):
         """(class names, [(path relative to the folder, label, official split)]): for streaming."""
@@ -140,8 +146,11 @@ class H5Source:
     def location(self) -> str:
         return ", ".join(map(str, self._files()))
 
-    def read(self, *, size, channels, resize, skip_bad, progress) -> readers.Raw:
-        return readers.read_h5(self.train, self.test, size=size, channels=channels, resize=resize)
+    def subjects(self, keys) -> None:
+        return None  # a user's files say nothing of who is in them
+
+    def read(self, *, size, channels, resize, skip_bad, progress, max_pixels) -> readers.Raw:
+        return readers.read_h5(self.train, self.test, size=size, channels=channels, resize=resize)  # arrays: no decoding
 
 
 Source = ArchiveSource | FolderSource | H5Source

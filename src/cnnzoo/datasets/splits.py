@@ -52,3 +52,17 @@ def test_salt(seed: int) -> str:
 
 def validation_salt(seed: int) -> str:
     return f"cnnzoo-validation-{seed}"
+
+
+def consecutive_subjects(numbers, positions, gap: int = 5) -> list[str]:
+    """Subjects of photos numbered consecutively per subject: photo `number` at `position` in
+    its subject's series starts the series at number - position; series starts within `gap`
+    of each other (a retake, a missing photo) are one subject, named by its first number."""
+    starts = [n - p for n, p in zip(numbers, positions)]
+    subject, previous, name = {}, None, None
+    for start in sorted(set(starts)):
+        if previous is None or start - previous > gap:
+            name = f"subject-{start}"
+        subject[start] = name
+        previous = start
+    return [subject[s] for s in starts]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnzoo.analysis.metrics import check_classes, predict_proba
+from cnnzoo.datasets.images import MAX_PIXELS, read_image
 from cnnzoo.models.saving import load_model, takes_raw_pixels
 from cnnzoo.training import runs
 
@@ -37,15 +38,16 @@ def load_for_prediction(model_file, arch=None, unsafe=False, input_shape=None):
     return load_model(model_file, unsafe=unsafe, arch=arch, **kwargs)
 
 
-def predict_files(model_file, images, *, arch=None, unsafe=False, input_shape=None) -> list[dict]:
-    """For each image: predicted class, its index and the probability vector."""
-    from cnnzoo.datasets import read_image
+def predict_files(model_file, images, *, arch=None, unsafe=False, input_shape=None, max_pixels=MAX_PIXELS) -> list[dict]:
+    """For each image: predicted class, its index and the probability vector; an image over
+    `max_pixels` (width x height) is refused before it is decoded."""
 
     model = load_for_prediction(model_file, arch, unsafe, input_shape)
     config = run_config(model_file)
     height, width, channels = input_geometry(model)
     resize = config.get("preprocessing", {}).get("resize", "resize")  # as in training
-    batch = np.stack([read_image(path, (height, width), channels, resize=resize) for path in images])
+    batch = np.stack([read_image(path, (height, width), channels, resize=resize, max_pixels=max_pixels)
+                      for path in images])
     sigmoid = model.outputs[0].shape[-1] == 1
     proba = predict_proba(model, batch, scale_pixels=not takes_raw_pixels(model))
     names = config.get("class_names") or [str(k) for k in range(proba.shape[1])]

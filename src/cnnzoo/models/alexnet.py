@@ -16,11 +16,7 @@ import keras
 from keras import layers
 
 from cnnzoo.errors import UserError
-from cnnzoo.models.layers import (
-    LocalResponseNormalization,
-    backbone_pooling,
-    check_arguments,
-)
+from cnnzoo.models.layers import LocalResponseNormalization, backbone_pooling, check_arguments
 from cnnzoo.models.registry import Recipe, register_model
 
 PAPER = "Krizhevsky, Sutskever, Hinton: ImageNet Classification with Deep Convolutional Neural Networks (NIPS 2012)"

@@ -5,12 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from cnnzoo.models.layers import (
-    backbone_pooling,
-    channel_axis,
-    check_arguments,
-    default_activation,
-)
+from cnnzoo.models.layers import backbone_pooling, channel_axis, check_arguments, default_activation
 from cnnzoo.models.registry import Recipe, register_model
 
 MIN_SIZE = 2  # the 2x2 max pool

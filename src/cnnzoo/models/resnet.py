@@ -31,13 +31,7 @@ import keras
 from keras import layers
 
 from cnnzoo.errors import UserError
-from cnnzoo.models.layers import (
-    HE_NORMAL,
-    backbone_pooling,
-    channel_axis,
-    check_arguments,
-    image_dims,
-)
+from cnnzoo.models.layers import HE_NORMAL, backbone_pooling, channel_axis, check_arguments, image_dims
 from cnnzoo.models.registry import Recipe, register_model
 
 # --- The seed's blocks (the course's identity and convolutional blocks) ----------------------

@@ -8,6 +8,7 @@ Lambda or unknown custom layers are refused unless the caller passes `unsafe=Tru
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import keras
@@ -16,7 +17,9 @@ from cnnzoo import models  # noqa: F401  (registers the layer classes of every f
 from cnnzoo.errors import UserError
 from cnnzoo.models import augment  # noqa: F401  (registers the augmentation layers, for loading)
 
-RUN_MODEL = "model.keras"  # the model of a run folder (its best epoch by validation)
+RUN_MODEL = "model.keras"
+# What a damaged or foreign model file makes Keras raise (zip, HDF5 and config errors).
+UNREADABLE = (TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile)  # the model of a run folder (its best epoch by validation)
 
 
 def resolve_model_path(path) -> Path:
@@ -32,20 +35,57 @@ def resolve_model_path(path) -> Path:
     return path
 
 
-def _legacy_layer_classes(config: dict):
-    """Yield (class_name, registered_name) of every layer in a legacy model config."""
-    yield config.get("class_name"), config.get("registered_name")
-    inner = config.get("config", {})
-    for layer in inner.get("layers", []) if isinstance(inner, dict) else []:
-        yield from _legacy_layer_classes(layer)
+# Keras' containers, and the markers its configs use for values that are not objects.
+CONTAINERS = {"Functional", "Sequential", "Model"}
+VALUE_MARKERS = {"__keras_tensor__", "__tuple__", "__numpy__", "__tensor__", "__bytes__", "__slice__"}
+CODE_RUNNING = {"Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__"}  # they carry Python code
+SAFE_MODULES = ("layers", "initializers", "regularizers", "constraints", "dtype_policies")
 
 
-def _is_safe_class(class_name: str | None, registered_name: str | None) -> bool:
-    if class_name in ("Functional", "Sequential", "Model", "InputLayer"):
+def _unsafe_objects(node):
+    """Yield the class name of every object config (a dict with a class_name) nested anywhere
+    in `node` that is not safe to deserialise: a Functional's layers, a wrapper's `layer`
+    (TimeDistributed, Bidirectional), an initializer, a node's arguments... wherever Keras
+    would deserialise one. Inside an unsafe object nothing more is reported."""
+    if isinstance(node, dict):
+        if "class_name" in node and not _is_safe_object(node):
+            yield str(node.get("class_name"))
+            return
+        for value in node.values():
+            yield from _unsafe_objects(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _unsafe_objects(value)
+
+
+def _is_cnnzoo_class(registered_name: str, class_name: str | None = None) -> bool:
+    """True when `registered_name` is really registered by cnnzoo, for a cnnzoo class (named
+    `class_name`, when that is given)."""
+    obj = keras.saving.get_registered_object(registered_name)
+    return (registered_name.startswith("cnnzoo>") and isinstance(obj, type) and obj.__module__.startswith("cnnzoo.")
+            and keras.saving.get_registered_name(obj) == registered_name
+            and (class_name is None or obj.__name__ == class_name))
+
+
+def _is_safe_object(config: dict) -> bool:
+    """Whether deserialising `config` can only build Keras' own objects or cnnzoo's layers.
+
+    Legacy .h5 configs name a custom class by its registered name in `class_name`
+    ("cnnzoo>ZeroPadShortcut"); Keras 3 configs put it in `registered_name`. A name that
+    claims to be cnnzoo's must be registered by cnnzoo for that very class."""
+    class_name, registered_name = config.get("class_name"), config.get("registered_name")
+    if not isinstance(class_name, str) or class_name in CODE_RUNNING:
+        return False
+    if ">" in class_name:
+        return _is_cnnzoo_class(class_name) and registered_name in (None, class_name)
+    if class_name == "function":  # a built-in activation given by name
+        return isinstance(config.get("config"), str) and registered_name in (None, "function") and hasattr(
+            keras.activations, config["config"])
+    if registered_name not in (None, class_name):
+        return ">" in registered_name and _is_cnnzoo_class(registered_name, class_name)
+    if class_name in CONTAINERS or class_name in VALUE_MARKERS:
         return True
-    if registered_name and registered_name.startswith("cnnzoo>"):
-        return keras.saving.get_registered_object(registered_name) is not None
-    return class_name != "Lambda" and hasattr(keras.layers, class_name or "")
+    return any(isinstance(getattr(getattr(keras, module), class_name, None), type) for module in SAFE_MODULES)
 
 
 def read_legacy_config(path: Path) -> dict | None:
@@ -63,7 +103,7 @@ def read_legacy_config(path: Path) -> dict | None:
 
 
 def refuse_unsafe_layers(path: Path, config: dict) -> None:
-    unsafe = sorted({c for c, r in _legacy_layer_classes(config) if not _is_safe_class(c, r)})
+    unsafe = sorted(set(_unsafe_objects(config)))
     if unsafe:
         raise UserError(
             f"{path} contains layers that can run arbitrary code ({', '.join(unsafe)}): "
@@ -76,15 +116,20 @@ def load_model(path, *, unsafe: bool = False, arch: str | None = None, **arch_kw
     path = resolve_model_path(path)
     name = path.name.lower()
     if name.endswith(".keras"):
+        if not zipfile.is_zipfile(path):  # Keras would say "File not found" of a file it found
+            raise UserError(f"{path} is not a Keras model file: a .keras file is a zip archive, and this one is "
+                            "damaged, truncated or something else; use the run's other model file or train again.")
         try:
             return keras.saving.load_model(path, safe_mode=not unsafe)
         except ValueError as error:
             if "safe_mode" not in str(error):
-                raise
+                raise _unreadable(path, error) from None
             raise UserError(
                 f"{path} contains a layer that can run arbitrary code (a Lambda): load it "
                 "only if you trust its source, with --unsafe (unsafe=True)."
             ) from None
+        except UNREADABLE as error:
+            raise _unreadable(path, error) from None
     if not name.endswith((".h5", ".hdf5")):
         raise UserError(f"Cannot load {path}: expected a .keras, .h5 or .weights.h5 file.")
     config = None if name.endswith(".weights.h5") else read_legacy_config(path)
@@ -94,7 +139,16 @@ def load_model(path, *, unsafe: bool = False, arch: str | None = None, **arch_kw
         refuse_unsafe_layers(path, config)
     # compile=False: a Keras 2 file's optimizer config need not load in Keras 3, and
     # cnnzoo computes evaluation losses itself.
-    return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
+    except (ValueError, *UNREADABLE) as error:
+        raise _unreadable(path, error) from None
+
+
+def _unreadable(path: Path, error: Exception) -> UserError:
+    why = " ".join(str(error).split())[:300]
+    return UserError(f"{path} cannot be loaded as a Keras model ({type(error).__name__}: {why}): it is damaged or "
+                     "was written for other layers; use another model file or train again.")
 
 
 def _load_weights_only(path: Path, arch: str | None, arch_kwargs: dict) -> keras.Model:

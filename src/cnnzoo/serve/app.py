@@ -31,6 +31,7 @@ from cnnzoo.serve.model import MAX_BYTES, MAX_PIXELS, RequestError, ServedModel
 STATIC = resources.files("cnnzoo.serve") / "static"
 RAW_TYPES = ("application/octet-stream", "")  # plus any image/*
 ANSWER_TIMEOUT_S = 30.0
+BODY_TIMEOUT_S = 30.0  # a request body must arrive within this: a stalled upload must not hold a connection
 # The page loads only its own files; images it shows are data:/blob: URLs, video a camera stream.
 PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
                "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
@@ -93,8 +94,10 @@ class Health(BaseModel):
 
 ERRORS = {code: {"model": ErrorBody, "description": why} for code, why in {
     400: "Empty body, or a multipart body without a `file` upload",
+    408: "The body did not arrive in time",
     413: "Body over the byte limit, or an image over the pixel limit",
-    415: "Content type other than multipart/form-data, image/* or application/octet-stream",
+    415: "Content type other than multipart/form-data, image/* or application/octet-stream, or an image "
+         "other than JPEG or PNG",
     422: "Not an image, or a corrupt or truncated one",
     503: "The server is shutting down or the model did not answer in time",
 }.items()}
@@ -134,11 +137,20 @@ async def _read_body(request: Request, limit: int) -> bytes:
         raise RequestError(413, f"The body is {int(declared):,} bytes, more than the limit of {limit:,}: "
                                 "send a smaller image.")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"The body is more than the limit of {limit:,} bytes: send a smaller image.")
-        chunks.append(chunk)
+
+    async def receive():
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, f"The body is more than the limit of {limit:,} bytes: send a smaller image.")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(receive(), BODY_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise RequestError(408, f"The body did not arrive within {BODY_TIMEOUT_S:.0f} s ({size:,} bytes came): "
+                                "send the image again.") from None
     return b"".join(chunks)
 
 
@@ -197,6 +209,9 @@ def create_app(model_path, *, unsafe: bool = False, threshold: float = 0.5, max_
         description=f"Serving {served.name} ({served.architecture}, classes: {', '.join(served.class_names)}).",
         version=cnnzoo_version, lifespan=lifespan,
         docs_url=None, redoc_url=None,  # their pages load scripts from a CDN; /openapi.json stays
+        # No redirects (e.g. /static -> /static/): Starlette builds their Location from the client's
+        # own Host header, which would echo whatever a request claims to be.
+        redirect_slashes=False,
     )
     app.state.served = served
     app.state.counters = counters = _Counters()

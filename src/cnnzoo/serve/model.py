@@ -28,15 +28,15 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cnnzoo.analysis.metrics import check_classes, class_probabilities
-from cnnzoo.datasets.images import try_decode
+from cnnzoo.datasets.images import MAX_PIXELS, try_decode
 from cnnzoo.errors import UserError
 from cnnzoo.inference.predict import input_geometry, run_config
 from cnnzoo.models.saving import load_model, resolve_model_path, takes_raw_pixels
 from cnnzoo.training import runs
 
 MAX_BYTES = 10 * 1024 * 1024  # request body limit: a phone photo is 2-8 MB
-MAX_PIXELS = 40_000_000  # decoded size limit: a 10 MB PNG can otherwise hold gigapixels
 TOP = 5  # classes listed for a softmax model
+FORMATS = ("JPEG", "PNG")  # what the door takes (docs/SERVE.md): a camera's, a browser's, a screenshot's
 
 
 class RequestError(Exception):
@@ -215,16 +215,16 @@ class ServedModel:
         except UnidentifiedImageError:
             raise RequestError(422, "The upload is not an image that can be read: send a JPEG or PNG "
                                     "image.") from None
-        except Image.DecompressionBombError:
-            raise RequestError(413, f"The image has too many pixels: the limit is {self.max_pixels:,}; "
-                                    "send a smaller image.") from None
         except Exception as error:  # noqa: BLE001 - Pillow raises many kinds for broken headers
             raise RequestError(422, f"The image is corrupt or truncated ({error}): send a complete "
                                     "JPEG or PNG image.") from None
+        if fmt not in FORMATS:
+            raise RequestError(415, f"The upload is a {fmt} image, and the door takes {' or '.join(FORMATS)} images: "
+                                    "send a JPEG or PNG image.")
         if width * height > self.max_pixels:
             raise RequestError(413, f"The image is {width}x{height} = {width * height:,} pixels, more than "
                                     f"the limit of {self.max_pixels:,}: send a smaller image.")
-        array, why = try_decode(data, (self.height, self.width), self.channels, self.resize)
+        array, why = try_decode(data, (self.height, self.width), self.channels, self.resize, self.max_pixels)
         if array is None:
             if why.startswith("is corrupt or truncated"):
                 raise RequestError(422, f"The image {why}: send a complete JPEG or PNG image.")

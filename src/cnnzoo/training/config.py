@@ -12,12 +12,13 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from cnnzoo.datasets.images import MAX_PIXELS
 from cnnzoo.errors import UserError
 
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 # Fields that say how to run, not what is trained: --resume may be given other values for them.
-HOW_TO_RUN = ("model", "dataset", "out", "devices")
+HOW_TO_RUN = ("model", "dataset", "out", "devices", "robustness_images")
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,13 @@ class TrainConfig:
                                        "of decoding and caching them all first.", flags=("--stream",))
     skip_bad: bool = setting(False, help="Skip unreadable images (counted and named in metrics.json) instead of "
                                          "failing.", flags=("--skip-bad",))
+    max_megapixels: float = setting(MAX_PIXELS / 1e6, help="Largest image decoded, in millions of pixels (width x "
+                                                           "height, read from its header first).",
+                                    check=Range(0, low_open=True))
+    robustness_images: int = setting(300, help="Test images the robustness suite scores at the end of the run, under "
+                                                 "every shift (0: none).", check=Range(0, integer=True))
+    split_by: str = setting("file", help="file: each image to a split by a hash of its path; subject: every subject "
+                                         "(person) on one side, a test on other people (sign-digits, signs).")
     out: str | None = setting(None, help="Run folder (default runs/MODEL-DATASET-sSEED).")
 
     def check(self) -> None:
@@ -125,6 +133,8 @@ class TrainConfig:
             precision = "bf16" if has_accelerator() else "fp32"
         if precision not in PRECISIONS:
             raise UserError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)} or auto.")
+        if self.split_by not in ("file", "subject"):
+            raise UserError(f"Unknown split_by {self.split_by!r}: use file or subject.")
         if self.schedule not in SCHEDULES:
             raise UserError(f"Unknown schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}.")
         if self.freeze and not self.init:
@@ -145,7 +155,7 @@ class TrainConfig:
         if warmup > epochs:
             raise UserError(f"warmup ({warmup:g} epochs) is longer than the run ({epochs} epochs): give fewer "
                             "warm-up epochs or more epochs.")
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.dataset).strip("_")
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.dataset).strip("_") + ("-subject" if self.split_by == "subject" else "")
         return dataclasses.replace(
             self,
             epochs=epochs,

@@ -16,14 +16,16 @@ import keras
 import numpy as np
 
 from cnnzoo import _io
-from cnnzoo.analysis.metrics import classification_metrics, predict_proba
-from cnnzoo.analysis.report import plot_confusion, plot_curves
+from cnnzoo.analysis import robustness
+from cnnzoo.analysis.metrics import calibration, classification_metrics, predict_proba
+from cnnzoo.analysis.report import plot_confusion, plot_curves, plot_reliability
 from cnnzoo.backends import devices, distribute, torch_speed, versions
 from cnnzoo.datasets.batches import build_before_fit
 from cnnzoo.errors import UserError
 from cnnzoo.models import Recipe, augment, model_info
+from cnnzoo.models.saving import load_model
 from cnnzoo.training import runs, transfer
-from cnnzoo.training.config import PRECISIONS, TrainConfig
+from cnnzoo.training.config import HOW_TO_RUN, PRECISIONS, TrainConfig
 
 
 def output_units(model_classes: int, dataset_classes: int) -> int:
@@ -91,29 +93,65 @@ def _targets(y: np.ndarray, model: keras.Model):
     return tuple([y] * len(model.outputs)) if len(model.outputs) > 1 else y
 
 
-def _prepare_folder(config: TrainConfig, resume: bool) -> tuple[TrainConfig, Path]:
-    """The run's config and folder: a fresh one, or (resume) the stored run's own config."""
-    run = Path(config.out)
+def _prepare_folder(requested: TrainConfig, resume: bool) -> tuple[TrainConfig, Path]:
+    """The run's config and folder: a new run's (the folder is made once data and model are
+    ready), or, with resume, the stored run's own config, which the request may not change."""
+    requested.check()
+    run = Path(requested.out or requested.resolved().out)
     if resume:
-        stored = runs.read_config(run)
-        return TrainConfig(**stored["train"]), run
+        stored = TrainConfig(**runs.read_config(run)["train"])
+        for name, value in requested.explicit().items():
+            if name not in HOW_TO_RUN and getattr(stored, name) != value:
+                raise UserError(
+                    f"--resume continues {run} with the settings it was started with ({name}="
+                    f"{getattr(stored, name)!r}), and cannot change {name} to {value!r}: resume without it, or "
+                    f"start a new run with --out (--init {run} starts it from this run's weights)."
+                )
+        return stored, run
+    if run.exists() and not run.is_dir():
+        raise UserError(f"The run folder {run} is a file: choose a folder with --out.")
     if (run / runs.CONFIG).exists():
         raise UserError(
             f"The run folder {run} already holds a run: continue it with --resume, or choose "
             "another folder with --out."
         )
-    run.mkdir(parents=True, exist_ok=True)
-    return config, run
+    return requested.resolved(), run
+
+
+def _make_folder(run: Path) -> list[Path]:
+    """Create the run folder (and its missing parents); return the folders created."""
+    missing = [folder for folder in (run, *run.parents) if not folder.exists()][::-1]
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"Cannot create the run folder {run} ({error.strerror or error}): choose a writable "
+                        "place with --out.") from None
+    return missing
 
 
 def train(config: TrainConfig, *, resume: bool = False, verbose="auto", callbacks=()) -> dict:
     """Train, keep the best epoch, evaluate it on the test split; return metrics.json's dict.
 
     `callbacks` (Keras callbacks) run in `fit` after cnnzoo's own, which records the run;
-    one that sets `model.stop_training` ends it early, still evaluated and written."""
+    one that sets `model.stop_training` ends it early, still evaluated and written. A run that
+    fails before its first file is written leaves no folder behind."""
+    config, run = _prepare_folder(config, resume)
+    created = [] if resume else _make_folder(run)
+    try:
+        return _train(config, run, resume, verbose, callbacks)
+    except BaseException:
+        if not (run / runs.CONFIG).exists():
+            for folder in reversed(created):  # only the empty ones this call made
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+        raise
+
+
+def _train(config: TrainConfig, run: Path, resume: bool, verbose, callbacks) -> dict:
     from cnnzoo.datasets import load
 
-    config, run = _prepare_folder(config.resolved(), resume)
     # Checked before the data loads, from the stored config when resuming.
     scope, device_count = distribute.data_parallel(config.devices, config.batch_size)
     info = model_info(config.model)
@@ -121,7 +159,8 @@ def train(config: TrainConfig, *, resume: bool = False, verbose="auto", callback
     if config.image_size:
         height = width = config.image_size
     data = load(config.dataset, image_size=(height, width), channels=channels, validation=config.validation,
-                skip_bad=config.skip_bad, stream=config.stream)
+                skip_bad=config.skip_bad, stream=config.stream, max_pixels=round(config.max_megapixels * 1e6),
+                split_by=config.split_by)
     if config.train_fraction < 1:
         data = training_subset(data, config.train_fraction)
     classes = output_units(info.classes, len(data.class_names))
@@ -153,7 +192,7 @@ def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbo
                                  zero_init_residual=bool(config.zero_init_residual))
 
     if resume and (run / runs.LAST).exists():
-        model = keras.saving.load_model(run / runs.LAST)  # weights and optimizer state
+        model = load_model(run / runs.LAST)  # weights and optimizer state
     else:
         in_memory = isinstance(data.train.x, np.ndarray)  # a streamed folder is decoded per batch
         model = build_training_model(config.model, data.image_shape, classes, recipe, augmentations=config.augment,
@@ -169,7 +208,7 @@ def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbo
             "output_units": classes,
         })
 
-    history = runs.read_history(run)
+    history = runs.resumable_history(run)
     done = len(history.get("epoch", []))
     if done >= config.epochs:
         return
@@ -193,15 +232,24 @@ def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbo
 def finish_run(run: Path, config: TrainConfig, data, wall: float, device_count: int = 1) -> dict:
     """Evaluate the best model on the test split and write metrics.json and the pictures."""
     history = runs.read_history(run)
-    best = keras.saving.load_model(run / runs.BEST)
+    best = load_model(run / runs.BEST)
     test_split = data.test.in_memory()  # a streamed folder's test images are decoded now
-    test = classification_metrics(test_split.y, predict_proba(best, test_split.x), data.class_names)
+    proba = predict_proba(best, test_split.x)
+    test = classification_metrics(test_split.y, proba, data.class_names)
+    curves = {"clean": calibration(test_split.y, proba)}
+    test["ece"] = curves["clean"]["ece"]
+    shifted = None
+    if config.robustness_images:  # how it does on images unlike its training source
+        shifted, curves["shifted"] = robustness.report(
+            lambda images: predict_proba(best, images), test_split.x, test_split.labels, keys=test_split.keys,
+            limit=config.robustness_images, plain_background=robustness.plain_background(config.dataset))
     epoch_times = history.get("epoch_time", [])
     metrics = {
         "run": str(run),
         "model": config.model,
         "dataset": config.dataset,
         "test": test,
+        "robustness": shifted,
         "best_epoch": runs.best_epoch(history),
         "epochs": len(epoch_times),
         "train_images": len(data.train),
@@ -222,4 +270,5 @@ def finish_run(run: Path, config: TrainConfig, data, wall: float, device_count: 
     plot_curves(history, run / runs.CURVES, title)
     plot_confusion(test["confusion_matrix"], data.class_names, run / runs.CONFUSION,
                    f"{title}: test accuracy {test['accuracy']:.1%}")
+    plot_reliability(curves, run / runs.RELIABILITY, f"{title}: reliability on the test split, clean and shifted")
     return metrics

@@ -6,8 +6,9 @@
     config.json    everything needed to rerun; metrics.json  test results and provenance
     curves.png, confusion.png
 
-Every file is replaced atomically, and history.csv is written after last.keras, so the
-number of history rows is always the number of epochs last.keras holds.
+Every file is replaced atomically. last.keras carries its own copy of the history (up to
+the epoch whose weights and optimizer state it holds), so a resumed run counts its finished
+epochs from what it restarts from, even after a kill between last.keras and history.csv.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import io
 import json
 import math
 import time
+import zipfile
 from pathlib import Path
 
 import keras
@@ -27,7 +29,9 @@ from cnnzoo.models.saving import RUN_MODEL
 
 BEST = RUN_MODEL
 LAST, HISTORY, CONFIG, METRICS = "last.keras", "history.csv", "config.json", "metrics.json"
-CURVES, CONFUSION = "curves.png", "confusion.png"
+CURVES, CONFUSION, RELIABILITY = "curves.png", "confusion.png", "reliability.png"
+EMBEDDED_HISTORY = "cnnzoo/history.csv"  # inside last.keras: the epochs its weights have trained
+RESUME_HINT = "the run's finished epochs are intact: make room, then continue it with --resume"
 
 
 def read_config(run: Path) -> dict:
@@ -40,17 +44,70 @@ def read_config(run: Path) -> dict:
         raise UserError(f"{path} is damaged ({error}): delete the run folder and train again.") from None
 
 
+def _parse_history(text: str, where: str) -> dict[str, list[float]]:
+    """history.csv's columns as lists; a file that is not one row per epoch 1..N is refused."""
+    try:
+        rows = list(csv.DictReader(text.splitlines()))
+        history = {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+    except (TypeError, ValueError, csv.Error):
+        history, why = None, "(it does not parse as one row of numbers per epoch)"
+    else:
+        why = "(its epochs are not 1, 2, 3, ...)"
+        if history.get("epoch", []) != [float(e) for e in range(1, len(rows) + 1)]:
+            history = None
+    if history is None:
+        raise UserError(f"The training history {where} is damaged {why}: delete the run folder and train again, "
+                        "or restore the file.")
+    return history
+
+
 def read_history(run: Path) -> dict[str, list[float]]:
     """Columns of history.csv as lists (empty when no epoch has finished)."""
     path = Path(run) / HISTORY
     if not path.exists():
         return {}
-    rows = list(csv.DictReader(path.read_text().splitlines()))
-    return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+    return _parse_history(path.read_text(), str(path))
+
+
+def history_in(model_file: Path) -> str | None:
+    """The history.csv saved inside a last.keras (up to the epoch whose weights it holds), or
+    None for a file written before cnnzoo kept it there."""
+    try:
+        with zipfile.ZipFile(model_file) as archive:
+            return archive.read(EMBEDDED_HISTORY).decode("utf-8")
+    except KeyError:
+        return None
+    except (OSError, zipfile.BadZipFile) as error:
+        raise UserError(f"{model_file} cannot be read ({error}): delete the run folder and train again.") from None
+
+
+def resumable_history(run: Path) -> dict[str, list[float]]:
+    """The finished epochs a resumed run starts from: those last.keras holds. history.csv is
+    written after last.keras, so a kill between the two leaves it an epoch short; it is then
+    rewritten from the copy inside last.keras, and the count never disagrees with the weights."""
+    run = Path(run)
+    embedded = history_in(run / LAST) if (run / LAST).exists() else None
+    if embedded is None:  # no last.keras yet, or one from before the history was kept inside it
+        return read_history(run)
+    history = _parse_history(embedded, f"inside {run / LAST}")
+    if not (run / HISTORY).exists() or (run / HISTORY).read_text() != embedded:
+        _io.write_text(run / HISTORY, embedded)
+    return history
 
 
 def finished_epochs(run: Path) -> int:
+    """Epochs whose every file is written: history.csv is the last of them (a resumed run
+    counts from last.keras instead, see resumable_history)."""
     return len(read_history(run).get("epoch", []))
+
+
+def _history_csv(history: dict[str, list[float]]) -> str:
+    keys = list(history)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(keys)
+    writer.writerows(zip(*(history[k] for k in keys)))
+    return out.getvalue()
 
 
 def best_epoch(history: dict[str, list[float]]) -> int:
@@ -93,13 +150,12 @@ class RunRecorder(keras.callbacks.Callback):
         self._write_history()
 
     def _save(self, path: Path) -> None:
-        with _io.atomic_path(path) as tmp:
+        """Write `path` atomically; last.keras carries the history up to this epoch inside it."""
+        with _io.atomic_path(path, then=RESUME_HINT) as tmp:
             self.model.save(tmp)
+            if path.name == LAST:
+                with zipfile.ZipFile(tmp, "a") as archive:
+                    archive.writestr(EMBEDDED_HISTORY, _history_csv(self.history))
 
     def _write_history(self) -> None:
-        keys = list(self.history)
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(keys)
-        writer.writerows(zip(*(self.history[k] for k in keys)))
-        _io.write_text(self.run / HISTORY, out.getvalue())
+        _io.write_text(self.run / HISTORY, _history_csv(self.history), then=RESUME_HINT)

@@ -1,0 +1,138 @@
+"""Study: models that work on other people's photos. The robustness suite
+(cnnzoo.analysis.robustness) scores the test split under controlled shifts; this study
+chooses each dataset's default augmentation by that suite's mean on the *validation* images
+(never the test split), then measures the chosen recipe against the old default.
+
+1. Screen: each candidate augmentation on a cheap network (resnet20 at 32x32 for signs,
+   HappyModel for smiles), one seed; the candidate with the best robustness mean on the
+   validation images wins (ties: clean validation accuracy).
+2. Confirm: the README's main job (resnet50 on signs) and the smiles networks (HappyModel,
+   resnet20) with the old default and the winner, 3 seeds each: clean test accuracy,
+   robustness-suite mean, calibration error (ECE) on clean and shifted test images, and, on
+   signs, clean accuracy on the subject-disjoint split (every student on one side).
+
+    python experiments/robustness.py [--phase screen|confirm|all] [--seeds 3] [--epochs N --train-fraction F]
+
+Writes docs/RESULTS.md (section robustness). Each finished run's metrics.json (with its
+validation-split robustness) is recorded in docs/runs/robustness/, so the tables regenerate
+without the run folders (runs/robustness/).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import cnnzoo  # noqa: E402,F401  (selects the backend)
+from common import ROOT, command_line, machine, mean_sd, record_path, run_folder, study_parser, train_or_reuse, write_section  # noqa: E402,E501
+
+from cnnzoo import _io  # noqa: E402
+from cnnzoo.training.config import TrainConfig  # noqa: E402
+
+FOLDER = "robustness"
+GEOMETRY = "mirror,shift,zoom,tilt"  # the other hand, other distances and angles
+CAMERA = GEOMETRY + ",light,blur,noise"  # and another light and camera
+CANDIDATES = {
+    "signs": {"shift (the old default)": "shift", "mirror,shift": "mirror,shift", "+ zoom, tilt": GEOMETRY,
+              "+ light, blur, noise": CAMERA, "+ erase": CAMERA + ",erase", "+ background": CAMERA + ",background",
+              "+ erase, background": CAMERA + ",erase,background"},
+    "smiles": {"mirror,shift (the old default)": "mirror,shift", "+ zoom, tilt": GEOMETRY,
+               "+ light, blur, noise": CAMERA, "+ erase": CAMERA + ",erase"},
+}
+SCREEN = {"signs": ("resnet20", 32), "smiles": ("happy", None)}
+CONFIRM = {"signs": [("resnet50", None)], "smiles": [("happy", None), ("resnet20", 32)]}
+
+
+def config(model, dataset, augment, seed, args, image_size=None, split_by="file") -> TrainConfig:
+    return TrainConfig(model, dataset, augment=augment, seed=seed, image_size=image_size, epochs=args.epochs,
+                       train_fraction=args.train_fraction, split_by=split_by)
+
+
+def measured(cfg: TrainConfig, args) -> dict:
+    """The run's metrics (trained or reused), with its robustness on the validation images."""
+    from cnnzoo.inference.evaluate import evaluate_models
+
+    metrics = train_or_reuse(cfg, FOLDER, args.runs, record=args.docs / "runs", robustness=True)
+    if "validation" not in metrics:
+        folder = run_folder(cfg, FOLDER, args.runs)
+        result = evaluate_models([folder], split="val", robustness=True)
+        metrics["validation"] = {"accuracy": result["accuracy"], "ece": result["ece"],
+                                 "robustness": result["robustness"]}
+        recorded = record_path(cfg, FOLDER, args.docs / "runs")
+        _io.write_json(recorded, metrics)
+    return metrics
+
+
+def screen(dataset: str, args) -> tuple[str, list[tuple[str, dict]]]:
+    model, size = SCREEN[dataset]
+    rows = []
+    for label, augment in CANDIDATES[dataset].items():
+        metrics = measured(config(model, dataset, augment, 0, args, size), args)
+        rows.append((label, metrics))
+        print(f"{dataset} {label}: validation robustness {metrics['validation']['robustness']['mean']:.1%}, "
+              f"clean {metrics['validation']['accuracy']:.1%}", flush=True)
+    best = max(rows, key=lambda r: (round(r[1]["validation"]["robustness"]["mean"], 3),
+                                    r[1]["validation"]["accuracy"]))
+    return CANDIDATES[dataset][best[0]], rows
+
+
+def screen_table(dataset: str, rows, winner: str) -> str:
+    model, size = SCREEN[dataset]
+    lines = [f"**{dataset}**, screened on {model}" + (f" at {size}x{size}" if size else "") + ", seed 0; chosen by "
+             "the validation images' robustness mean:", "",
+             "| augmentation | val clean | val robustness mean | test clean | test robustness mean | test ECE |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for label, m in rows:
+        mark = " **(chosen)**" if CANDIDATES[dataset][label] == winner else ""
+        lines.append(f"| {label}{mark} | {m['validation']['accuracy']:.1%} | "
+                     f"{m['validation']['robustness']['mean']:.1%} | {m['test']['accuracy']:.1%} | "
+                     f"{m['robustness']['mean']:.1%} | {m['test']['ece']:.1%} |")
+    return "\n".join(lines)
+
+
+def confirm_rows(dataset: str, augments: dict[str, str], args) -> list[str]:
+    lines = []
+    for model, size in CONFIRM[dataset]:
+        for label, augment in augments.items():
+            runs = [measured(config(model, dataset, augment, seed, args, size), args) for seed in range(args.seeds)]
+            subject = ""
+            if dataset == "signs":
+                split = [measured(config(model, dataset, augment, seed, args, size, "subject"), args)
+                         for seed in range(args.seeds)]
+                subject = mean_sd(m["test"]["accuracy"] for m in split)
+            lines.append(
+                f"| {model} | {label} | {mean_sd(m['test']['accuracy'] for m in runs)} | "
+                f"{mean_sd(m['robustness']['mean'] for m in runs)} | {subject or '—'} | "
+                f"{mean_sd(m['test']['ece'] for m in runs)} | {mean_sd(m['robustness']['ece'] for m in runs)} | "
+                f"{statistics.median(m['wall_time_s'] for m in runs) / 60:.1f} min |")
+    return lines
+
+
+def main(argv=None) -> None:
+    parser = study_parser(__doc__, seeds=3)
+    parser.add_argument("--phase", choices=("screen", "confirm", "all"), default="all")
+    parser.add_argument("--datasets", nargs="+", default=list(CANDIDATES))
+    args = parser.parse_args(argv)
+    sections, winners = [], {}
+    for dataset in args.datasets:
+        winners[dataset], rows = screen(dataset, args)
+        sections.append(screen_table(dataset, rows, winners[dataset]))
+    if args.phase in ("confirm", "all"):
+        lines = ["| network | augmentation | test clean | robustness mean | subject-disjoint clean | ECE clean | "
+                 "ECE shifted | time per run |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for dataset in args.datasets:
+            old = next(a for label, a in CANDIDATES[dataset].items() if "old default" in label)
+            lines += confirm_rows(dataset, {f"{dataset}: {old} (old default)": old,
+                                            f"{dataset}: {winners[dataset]} (chosen)": winners[dataset]}, args)
+        sections.append("**Confirmed**, " + f"{args.seeds} seeds each (mean ± sd):\n\n" + "\n".join(lines))
+    defaults = {"seeds": 3, "phase": "all", "datasets": list(CANDIDATES), "epochs": None, "train_fraction": 1.0}
+    write_section(FOLDER, "## Robustness: the default augmentation chosen by the robustness suite\n\n"
+                  f"`{command_line('robustness.py', args, defaults)}` on {machine()}.\n\n" + "\n\n".join(sections),
+                  args.docs / "RESULTS.md" if args.docs != ROOT / "docs" else ROOT / "docs" / "RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()
