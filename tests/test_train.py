@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from cnnzoo import HappyModel
 from cnnzoo.cli import app
+from cnnzoo.errors import UserError
 from cnnzoo.models.saving import load_model
 from cnnzoo.training import runs
 from cnnzoo.training.config import TrainConfig
@@ -302,6 +303,13 @@ def test_the_v1_bottleneck_resnets_train_with_warm_up_at_half_the_learning_rate(
     config = TrainConfig(model, "signs").resolved()
     assert (config.lr, config.warmup, config.epochs, config.batch_size) == (5e-4, 2, 30, 32)
     assert TrainConfig("resnet50v2", "signs").resolved().lr == 1e-3  # pre-activation trains at the default
+
+
+def test_a_run_shorter_than_the_recipes_warm_up_warms_up_for_all_of_it():
+    """--epochs 1 on a recipe with two warm-up epochs is a smoke run, not an error; a given warm-up is checked."""
+    assert TrainConfig("resnet50", "signs", epochs=1).resolved().warmup == 1
+    with pytest.raises(UserError, match=r"warmup \(2 epochs\) is longer than the run \(1 epochs\)"):
+        TrainConfig("resnet50", "signs", epochs=1, warmup=2).resolved()
 
 
 def test_warmup_ramps_the_learning_rate_up_then_the_cosine_decays_it():

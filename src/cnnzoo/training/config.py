@@ -151,7 +151,8 @@ class TrainConfig:
             raise UserError(f"aux_logits trains a network's auxiliary classifiers, and {self.model} has none: "
                             "use it with googlenet, or leave it off.")
         epochs = recipe.epochs if self.epochs is None else self.epochs
-        warmup = recipe.warmup if self.warmup is None else self.warmup
+        # The recipe's warm-up fits the recipe's run; a shorter run (--epochs) warms up for all of it at most.
+        warmup = min(recipe.warmup, epochs) if self.warmup is None else self.warmup
         if warmup > epochs:
             raise UserError(f"warmup ({warmup:g} epochs) is longer than the run ({epochs} epochs): give fewer "
                             "warm-up epochs or more epochs.")
