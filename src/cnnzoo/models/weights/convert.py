@@ -105,18 +105,20 @@ def plan(model: keras.Model, tensors: dict, pair: Pair, *, include_top: bool, fi
         where = names.get(_scheme_name(layer.name, scheme))
         if where is None:
             raise RuntimeError(f"Scheme {scheme.name} has no place for layer {layer.name} of {model.name}.")
+        head = _scheme_name(layer.name, scheme) in scheme.head
         for variable, key, expected, to_zoo in _layer_tensors(layer, where, scheme):
             if key not in tensors:
-                raise UserError(
-                    f"{file_name} has no tensor {key} (expected shape {_shape(expected)}), which {pair.arch} needs: "
-                    "is the file a checkpoint of another architecture, or truncated?"
-                )
+                hint = ("it may be a \"notop\" file, for a model built with include_top=False." if head else
+                        "is the file a checkpoint of another architecture, or truncated?")
+                raise UserError(f"{file_name} has no tensor {key} (expected shape {_shape(expected)}), which "
+                                f"{pair.arch} needs: {hint}")
             shape = tuple(tensors[key].shape)
             if shape != expected:
-                raise UserError(
-                    f"{key} in {file_name} has shape {_shape(shape)}, but {pair.arch} expects "
-                    f"{_shape(expected)}: the file is a checkpoint of another architecture (or another input size)."
-                )
+                hint = ("the classifier is for another number of classes: build the model with the file's, or with "
+                        "include_top=False for a new head" if head else
+                        "the file is a checkpoint of another architecture (or another input size)")
+                raise UserError(f"{key} in {file_name} has shape {_shape(shape)}, but {pair.arch} expects "
+                                f"{_shape(expected)}: {hint}.")
             assignments.append(Assignment(variable, key, expected, to_zoo))
             used.add(key)
     skipped = _head_keys(names, scheme) if not include_top else set()
