@@ -318,3 +318,49 @@ def test_train_starts_from_a_published_checkpoint_with_its_preprocessing(tv18, t
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(net.get_layer("res3a_branch2a").kernel),
                                   state["layer2.0.conv1.weight"].numpy().transpose(2, 3, 1, 0))
     assert net.get_layer("bn3a_branch2a").epsilon == 1e-5
+
+
+def test_keras_h5_published_weights_start_a_run_with_their_preprocessing(tmp_path):
+    """--init with keras.applications' notop file for vgg16: converted (checked), caffe preprocessing."""
+    from cnnzoo.training import transfer
+
+    pair = next(p for p in PAIRS if p.id == "keras-vgg16")
+    peer = PEERS["keras"](pair, SHAPE, tmp_path)
+    start = transfer.read_start(peer.notop, arch="vgg16")
+    assert start.preprocessing == "caffe" and sorted(start.layers)[:2] == ["block1_conv1", "block1_conv2"]
+    assert "predictions" not in start.layers
+
+
+def test_the_weights_extra_is_part_of_the_test_install():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert set(extras["weights"]) <= set(extras["test"])
+    assert "torchvision==0.28.0" in extras["weights"]  # the release that requires torch==2.13.0
+
+
+def test_a_named_checkpoint_is_fetched_once_into_the_cache(tv18, tmp_path, monkeypatch):
+    """--init torchvision:resnet18: torchvision's own URL, fetched into $CNNZOO_HOME/weights (the download
+    replaced here by a copy of a local file: tests never download), then converted like a file."""
+    import shutil
+
+    from cnnzoo.models.weights import fetch
+    from cnnzoo.training import transfer
+
+    monkeypatch.setenv("CNNZOO_HOME", str(tmp_path / "home"))
+    fetched = []
+
+    def download(url, path):
+        fetched.append(url)
+        shutil.copy(tv18.top, path)
+
+    monkeypatch.setattr(fetch, "_download", download)
+    for _ in range(2):
+        start = transfer.read_start("torchvision:resnet18", arch="resnet18_tv")
+    assert fetched == ["https://download.pytorch.org/models/resnet18-f37072fd.pth"]  # once
+    assert (tmp_path / "home" / "weights" / "torchvision" / "resnet18-f37072fd.pth").is_file()
+    assert start.preprocessing == "torch" and "res2a_branch2a" in start.layers
+    with pytest.raises(UserError, match="torchvision's resnet18 has no weights 'V9': choose one of IMAGENET1K_V1"):
+        fetch.fetch("torchvision:resnet18.V9")

@@ -9,7 +9,9 @@ everything but its classifier, and a new head starts fresh. Sources:
   and augmentation layers are not weights;
 - a published checkpoint for an architecture with a supported pair (`cnnzoo weights list`):
   keras.applications `.h5`, torchvision `.pth`, timm `.safetensors`/`.pth`, converted by
-  cnnzoo.models.weights (every tensor checked) into that architecture first;
+  cnnzoo.models.weights (every tensor checked) into that architecture first; or one named
+  `torchvision:resnet50` / `timm:resnet50.a1_in1k`, fetched once into $CNNZOO_HOME/weights
+  by the source library's own download API (cnnzoo.models.weights.fetch);
 - any other Keras `.h5` file, full model or weights only: read with h5py, so nothing in it
   runs, and matched by layer name (the course's ResNet-50 uses the Keras 2.1 names,
   `res2a_branch2a`, `bn_conv1`, ...).
@@ -74,8 +76,11 @@ def read_start(source, *, arch: str | None = None, unsafe: bool = False) -> Star
     """The weights of a run folder, a .keras model, a published checkpoint (converted into the
     registered architecture `arch`) or a Keras .h5 file."""
     from cnnzoo.models.saving import load_model, resolve_model_path
-    from cnnzoo.models.weights import convert
+    from cnnzoo.models.weights import convert, fetch
 
+    if fetch.is_named(source):  # torchvision:resnet50, timm:resnet50.a1_in1k: into the cache once
+        path, named = fetch.fetch(source)
+        return _from_model(convert(path, arch or named), str(source))
     path = Path(source)
     if not path.is_dir() and _published(path, arch):
         if arch is None:
