@@ -34,7 +34,7 @@ DEEPER = {"resnet101", "resnet152", "resnet101v2", "resnet152v2", "vgg19", "resn
           # The peers' variants (for their weights) are run, logits and features, against the peers
           # themselves by tests/test_weights.py; here the deeper copies and the VGGs (whose adaptive
           # pool keeps fc1 at 102M weights at any input) are only built by default.
-          "resnet101_tv", "resnet152_tv", "resnet101v2_keras", "resnet152v2_keras",
+          "resnet34_tv", "resnet101_tv", "resnet152_tv", "resnet50_keras", "resnet101v2_keras", "resnet152v2_keras",
           *(f"vgg{d}{bn}_tv" for d in (11, 13, 16, 19) for bn in ("", "_bn"))}
 
 
