@@ -41,6 +41,8 @@ class ImagePreprocessing(keras.layers.Layer):
     """[0, 1] RGB images -> the input convention `mode` of a published checkpoint (see the module)."""
 
     def __init__(self, mode: str = "torch", labels: str | None = None, data_format=None, **kwargs):
+        # float32 even under a bf16 policy: 0-255 minus a mean keeps only ~3 digits in bf16.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}. Received: mode={mode!r}")
