@@ -10,8 +10,11 @@ come from our own run: nothing is downloaded.
     python experiments/study_transfer.py [--seeds 1] [--epochs N]
     cnnzoo study transfer ...
 
-The same call starts from published ImageNet weights in a local Keras .h5 file:
-`cnnzoo train vgg16 --dataset signs --init vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 --freeze`.
+A published checkpoint can be the pretrained start instead (`cnnzoo weights list`; the file
+is converted into the zoo network, its preprocessing inside the model; nothing downloaded):
+
+    cnnzoo study transfer --init resnet18-f37072fd.pth --model resnet18_tv --image-size 64
+
 Writes docs/STUDIES.md (section transfer) and docs/figures/transfer.png.
 """
 
@@ -43,13 +46,13 @@ MODES = {"scratch": {}, "frozen base + new head": {"freeze": True, "lr": 1e-2}, 
 
 def run_mode(mode: str, fraction: float, pretrained: str, args) -> list[dict]:
     init = None if mode == "scratch" else pretrained
-    return [train_or_reuse(TrainConfig(MODEL, TARGET, epochs=args.epochs, image_size=IMAGE_SIZE, init=init,
+    return [train_or_reuse(TrainConfig(args.model, TARGET, epochs=args.epochs, image_size=args.image_size, init=init,
                                        train_fraction=fraction * args.train_fraction, seed=seed, **MODES[mode]),
                            "transfer", args.runs)
             for seed in range(args.seeds)]
 
 
-def plot(results: dict, path: Path) -> None:
+def plot(results: dict, path: Path, title: str) -> None:
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     for mode in MODES:
@@ -59,7 +62,7 @@ def plot(results: dict, path: Path) -> None:
     axis.set_xticks([100 * f for f in FRACTIONS], [f"{f:.0%}" for f in FRACTIONS])
     axis.set_xlabel(f"share of {TARGET}' training images")
     axis.set_ylabel("test accuracy (%)")
-    axis.set_title(f"{MODEL} on {TARGET}, pretrained on {PRETRAIN}")
+    axis.set_title(f"{title} on {TARGET}")
     axis.grid(alpha=0.3)
     axis.legend()
     save_figure(figure, path)
@@ -78,14 +81,29 @@ def summary(results: dict) -> str:
 
 def main(argv=None) -> None:
     parser = study_parser(__doc__)
+    parser.add_argument("--init", help="start from this published checkpoint (or run folder) instead of "
+                                       f"pretraining on {PRETRAIN}")
+    parser.add_argument("--model", default=MODEL, help=f"the zoo network (default {MODEL}; with --init: the one "
+                                                         "the checkpoint is for)")
+    parser.add_argument("--image-size", type=int, default=IMAGE_SIZE, help=f"input side (default {IMAGE_SIZE})")
     args = parser.parse_args(argv)
     defaults = vars(parser.parse_args([]))
-    base = train_or_reuse(TrainConfig(MODEL, PRETRAIN, epochs=args.epochs, image_size=IMAGE_SIZE,
-                                      train_fraction=args.train_fraction), "transfer", args.runs)
-    results = {(mode, fraction): run_mode(mode, fraction, base["run"], args)
+    base = None
+    if args.init is None:
+        base = train_or_reuse(TrainConfig(args.model, PRETRAIN, epochs=args.epochs, image_size=args.image_size,
+                                          train_fraction=args.train_fraction), "transfer", args.runs)
+    pretrained = args.init or base["run"]
+    results = {(mode, fraction): run_mode(mode, fraction, pretrained, args)
                for fraction in FRACTIONS for mode in MODES}
     figure = args.docs / "figures" / "transfer.png"
-    plot(results, figure)
+    start = (f"pretrained on {PRETRAIN}" if base else f"from {Path(args.init).name}")
+    plot(results, figure, f"{args.model} {start}")
+    if base:
+        origin = (f"pretrained on `{PRETRAIN}` ({base['train_images']} training images,\n"
+                  f"test accuracy {base['test']['accuracy']:.1%})")
+    else:
+        origin = f"started from the published checkpoint `{Path(args.init).name}` (converted by cnnzoo)"
+    epochs = next(iter(results.values()))[0]["epochs"]
     header = " | ".join(f"{f:.0%} of the images" for f in FRACTIONS)
     rows = [f"| start | {header} |", "| --- |" + " --- |" * len(FRACTIONS)]
     for mode in MODES:
@@ -95,18 +113,17 @@ def main(argv=None) -> None:
             cells.append(f"{mean_sd(r['test']['accuracy'] for r in rs)} ({rs[0]['train_images']} images, "
                          f"{statistics.mean(r['wall_time_s'] for r in rs) / 60:.1f} min)")
         rows.append(f"| {mode} | {' | '.join(cells)} |")
-    recipe = model_info(MODEL).recipe
+    recipe = model_info(args.model).recipe
     write_section("transfer", f"""
 ## 3. Transfer learning
 
 `{command_line("study_transfer.py", args, defaults)}` — {machine()}.
 
-`{MODEL}` at {IMAGE_SIZE}x{IMAGE_SIZE} pretrained on `{PRETRAIN}` ({base['train_images']} training images,
-test accuracy {base['test']['accuracy']:.1%}), then trained on `{TARGET}` with part of its training
+`{args.model}` at {args.image_size}x{args.image_size} {origin}, then trained on `{TARGET}` with part of its training
 images (the validation and test splits stay whole): from scratch; with the pretrained layers
 frozen (their BatchNormalization on its moving statistics) and a new classifier; or with every
 layer fine-tuned. One recipe for all: Adam {recipe.lr:g} cosine (the new head alone: 1e-2, chosen on
-validation), {base['epochs']} epochs, batch {recipe.batch_size}, the default augmentation (shift);
+validation), {epochs} epochs, batch {recipe.batch_size}, the default augmentation (shift);
 {args.seeds} seed(s). Test accuracy on `{TARGET}`
 (mean ± sd over seeds), with the training images used and the training time per run:
 
@@ -114,22 +131,21 @@ validation), {base['epochs']} epochs, batch {recipe.batch_size}, the default aug
 
 {chr(10).join(rows)}
 
-Time: {total_training([base, *(m for seeds in results.values() for m in seeds)])} (a rerun reuses finished runs).
+Time: {total_training([*([base] if base else []), *(m for seeds in results.values() for m in seeds)])} (a rerun reuses finished runs).
 
 ![test accuracy vs share of training data](figures/transfer.png)
 
-Published ImageNet weights in a local Keras `.h5` file start a model the same way (layers
-matched by name and shape; nothing is downloaded). Our `vgg16`/`vgg19` have Keras' layer names:
+A published ImageNet checkpoint can be the pretrained start instead: with the file at hand
+(`cnnzoo weights list` names each source's file and the zoo network it converts into, proven
+equal to the source's network), the study runs the same three starts from it, and the
+converted network brings the weights' own preprocessing (torchvision's mean and std here):
 
-```python
-from cnnzoo.training import transfer
-from cnnzoo.models import get_model
-model = get_model("vgg16", include_top=False, input_shape=(64, 64, 3))
-transfer.initialise(model, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", freeze=True)
+```bash
+cnnzoo study transfer --init resnet18-f37072fd.pth --model resnet18_tv --image-size 64 --seeds 3
 ```
 
-or `cnnzoo train vgg16 --dataset signs --image-size 64 --init FILE.h5 --freeze` (tested with a
-file in keras.applications' layout that the test writes: `tests/test_transfer.py`).
+One run alone: `cnnzoo train resnet18_tv --dataset signs --image-size 64 --init resnet18-f37072fd.pth
+--freeze` (or keras.applications' `vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5` with `vgg16`).
 """, args.docs / "STUDIES.md")
     print(f"wrote {args.docs / 'STUDIES.md'} and {figure}")
 

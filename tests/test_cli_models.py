@@ -21,8 +21,9 @@ def _rows(pattern):
 def test_models_lists_registered_models_with_parameter_counts():
     # Patterns keep this fast: the full table builds every network, VGG-19 included.
     assert "37,633" in _rows("happy")["happy"]
-    rows = _rows("resnet50*")
-    assert sorted(rows) == ["resnet50", "resnet50v2"]
+    assert sorted(_rows("resnet50v2*")) == ["resnet50v2", "resnet50v2_keras"]
+    rows = _rows("resnet50")
+    assert sorted(rows) == ["resnet50"]
     assert "23,600,006" in rows["resnet50"] and "64x64x3" in rows["resnet50"]
     assert "0.309" in rows["resnet50"]  # GMACs at 64x64x3
 

@@ -234,3 +234,24 @@ def test_augment_ablation_has_a_row_per_augmentation_and_per_test_time_choice(tm
                       "default (shift) + 10-crop testing", "default (shift) + ensemble of the 1 seeds' models",
                       "default (shift) + 10-crop + ensemble"]
     assert len(list((tmp_path / "runs" / "ablation").iterdir())) == 9  # the default is the shift row's runs
+
+
+def test_transfer_starts_from_a_published_checkpoint_given_with_init(tmp_path, monkeypatch):
+    """`--init FILE --model NAME`: no pretraining run, the file is every non-scratch start (runs replaced by
+    stubs here; test_weights.py trains from such a file for real)."""
+    module = study("transfer")
+    configs = []
+
+    def fake_train(config, folder, runs):
+        configs.append(config)
+        return {"run": str(tmp_path / "r"), "test": {"accuracy": 0.5}, "train_images": 10, "wall_time_s": 6.0,
+                "epochs": 1}
+
+    monkeypatch.setattr(module, "train_or_reuse", fake_train)
+    module.main(["--init", "resnet18-f37072fd.pth", "--model", "resnet18_tv", "--image-size", "64",
+                 "--docs", str(tmp_path / "docs"), "--runs", str(tmp_path / "runs")])
+    assert len(configs) == 9 and {c.model for c in configs} == {"resnet18_tv"}
+    assert {c.init for c in configs} == {None, "resnet18-f37072fd.pth"} and {c.image_size for c in configs} == {64}
+    text = (tmp_path / "docs" / "STUDIES.md").read_text()
+    assert "`resnet18_tv` at 64x64 started from the published checkpoint `resnet18-f37072fd.pth`" in text
+    assert "--init resnet18-f37072fd.pth --model resnet18_tv --image-size 64" in text  # the command that made it

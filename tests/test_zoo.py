@@ -30,7 +30,12 @@ MIN_SIZE = {name: model_info(name).min_input_size for name in list_models() if m
 
 # Same builders as resnet50 / resnet50v2 / vgg16, only with more blocks: in the default suite
 # they are built and their shapes checked; running them (seconds each on a CPU) is `slow`.
-DEEPER = {"resnet101", "resnet152", "resnet101v2", "resnet152v2", "vgg19", "resnet110"}
+DEEPER = {"resnet101", "resnet152", "resnet101v2", "resnet152v2", "vgg19", "resnet110",
+          # The peers' variants (for their weights) are run, logits and features, against the peers
+          # themselves by tests/test_weights.py; here the deeper copies and the VGGs (whose adaptive
+          # pool keeps fc1 at 102M weights at any input) are only built by default.
+          "resnet34_tv", "resnet101_tv", "resnet152_tv", "resnet50_keras", "resnet101v2_keras", "resnet152v2_keras",
+          *(f"vgg{d}{bn}_tv" for d in (11, 13, 16, 19) for bn in ("", "_bn"))}
 
 
 def deeper_is_slow(names):
@@ -60,7 +65,8 @@ def test_every_zoo_network_is_registered_with_its_facts():
         assert info.classes == (10 if name.startswith("lenet") else 6 if name == "resnet50" else 1000)
         assert (info.reference_params is None) == name.startswith("plain")
     assert MIN_SIZE == {"lenet5": 32, "lenet5_modern": 32, "alexnet": 67, "vgg16": 32, "vgg19": 32, "resnet50": 5,
-                        "happy": 2}
+                        "happy": 2, "alexnet_tv": 63, "googlenet_tv": 15,
+                        **{f"vgg{d}{bn}_tv": 32 for d in (11, 13, 16, 19) for bn in ("", "_bn")}}
     for name in list_models():  # every fact the registry states, for every network
         info = model_info(name)
         assert info.paper and info.description and info.input_shape == small_input(name, info.input_shape[0])

@@ -1,9 +1,11 @@
 """Use a trained model on image files: the predicted class and the probabilities.
 
 A run folder (or a model file inside one) brings its class names and preprocessing from
-config.json; a bare file falls back to class indices. cnnzoo's own models scale pixels
-themselves; any other model (e.g. the course's ResNet50.h5) gets pixels / 255, the
-course's convention.
+config.json; a model converted from published ImageNet weights (`cnnzoo weights convert`)
+names its classes from the installed torchvision's ImageNet metadata; any other bare file
+falls back to class indices. cnnzoo's own models scale pixels themselves; any other model
+(e.g. the course's ResNet50.h5) gets pixels / 255, the course's convention. With more than
+ten classes, the top five are printed instead of the whole vector.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ import numpy as np
 from cnnzoo.analysis.metrics import check_classes, predict_proba
 from cnnzoo.datasets.images import MAX_PIXELS, read_image
 from cnnzoo.models.saving import load_model, takes_raw_pixels
+from cnnzoo.models.weights.preprocessing import input_convention
 from cnnzoo.training import runs
+
+TOP_K = 5  # classes printed for a model with more than MAX_VECTOR classes
+MAX_VECTOR = 10
 
 
 def run_config(model_file) -> dict:
@@ -30,6 +36,21 @@ def input_geometry(model, default=(64, 64, 3)) -> tuple[int, int, int]:
 
     height, width, channels = image_dims(model.inputs[0].shape[1:])
     return height or default[0], width or default[1], channels or default[2]
+
+
+def class_names(model, config: dict, width: int) -> list[str]:
+    """The run's class names; ImageNet's for a model converted from ImageNet weights (read
+    from torchvision's metadata when it is installed; never downloaded); else the indices."""
+    if config.get("class_names"):
+        return [str(c) for c in config["class_names"]]
+    convention = input_convention(model)
+    if convention is not None and convention.labels == "imagenet" and width == 1000:
+        from cnnzoo.backends.peers import imagenet_categories
+
+        names = imagenet_categories()
+        if names is not None:
+            return names
+    return [str(k) for k in range(width)]
 
 
 def load_for_prediction(model_file, arch=None, unsafe=False, input_shape=None):
@@ -50,7 +71,7 @@ def predict_files(model_file, images, *, arch=None, unsafe=False, input_shape=No
                       for path in images])
     sigmoid = model.outputs[0].shape[-1] == 1
     proba = predict_proba(model, batch, scale_pixels=not takes_raw_pixels(model))
-    names = config.get("class_names") or [str(k) for k in range(proba.shape[1])]
+    names = class_names(model, config, proba.shape[1])
     check_classes(proba.shape[1], names, str(model_file))
     return [
         {"file": str(path), "class": names[int(p.argmax())], "index": int(p.argmax()),
@@ -65,5 +86,9 @@ def format_prediction(prediction: dict) -> str:
     if prediction["sigmoid"]:
         positive = prediction["class_names"][1]
         return f"{prediction['file']}: p({positive}) = {p[1]:.4f} -> {prediction['class']}"
+    if len(p) > MAX_VECTOR:
+        best = np.argsort(p)[::-1][:TOP_K]
+        ranked = ", ".join(f"{prediction['class_names'][k]} {p[k]:.4f}" for k in best)
+        return f"{prediction['file']}: {prediction['class']} (p = {max(p):.4f}); top {TOP_K}: {ranked}"
     vector = " ".join(f"{v:.4f}" for v in p)
     return f"{prediction['file']}: {prediction['class']} (p = {max(p):.4f})  [{vector}]"

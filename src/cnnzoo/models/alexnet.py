@@ -81,3 +81,61 @@ def AlexNet(
         x = layers.Dropout(dropout, name=f"drop{fc[-1]}")(x)
     x = layers.Dense(classes, activation=classifier_activation, name="fc8")(x)
     return keras.Model(inputs, x, name="AlexNet")
+
+
+# torchvision's AlexNet ("One weird trick", Krizhevsky 2014), for its weights:
+# (name, filters, kernel, stride, padding, followed by a 3x3/2 max pool).
+TORCHVISION_CONVS = (
+    ("conv1", 64, 11, 4, 2, True),  # 55x55x64 -> 27x27x64 at 224
+    ("conv2", 192, 5, 1, 2, True),  # 27x27x192 -> 13x13x192
+    ("conv3", 384, 3, 1, 1, False),
+    ("conv4", 256, 3, 1, 1, False),
+    ("conv5", 256, 3, 1, 1, True),  # 13x13x256 -> 6x6x256
+)
+TORCHVISION_MIN_SIZE = 63  # conv1 (11x11/4, padded 2) must leave 15x15 for the three unpadded pools
+PAPER_2014 = "Krizhevsky: One weird trick for parallelizing convolutional neural networks (arXiv 2014)"
+
+
+@register_model(
+    "alexnet_tv",
+    description="torchvision's AlexNet: 64-192-384-256-256 filters, no LRN, adaptive 6x6 pool.",
+    paper=PAPER_2014,
+    year=2014,
+    reference_params=61_100_840,
+    min_input_size=TORCHVISION_MIN_SIZE,
+    recipe=Recipe(lr=1e-4),  # like `alexnet`: no batch normalisation
+)
+def alexnet_tv(
+    input_shape=(224, 224, 3),
+    classes: int = 1000,
+    *,
+    dropout: float = 0.5,
+    include_top: bool = True,
+    pooling=None,
+    classifier_activation="softmax",
+) -> keras.Model:
+    """torchvision's `alexnet`; 61,100,840 parameters at 224x224x3 with 1000 classes.
+
+    Differences from the 2012 paper's network (`alexnet`): one tower of 64, 192, 384, 256 and
+    256 filters, every conv padded as in PyTorch (2, 2, 1, 1, 1), no LRN, an adaptive 6x6
+    average pool before fc6 (so fc6 keeps its 9,216 inputs at any input size), and dropout
+    before fc6 and fc7 rather than after them.
+    """
+    input_shape = check_arguments("alexnet_tv", input_shape, classes, min_size=TORCHVISION_MIN_SIZE,
+                                  pooling=pooling, include_top=include_top)
+    inputs = keras.Input(input_shape, name="input")
+    x = inputs
+    for name, filters, kernel, stride, padding, pool in TORCHVISION_CONVS:
+        x = layers.ZeroPadding2D(padding, name=f"{name}_pad")(x)
+        x = layers.Conv2D(filters, kernel, strides=stride, activation="relu", name=name)(x)
+        if pool:
+            x = layers.MaxPooling2D(3, strides=2, name=f"pool{name[-1]}")(x)
+    if not include_top:
+        return keras.Model(inputs, backbone_pooling(x, pooling), name="alexnet_tv")
+    x = layers.AdaptiveAveragePooling2D(6, name="avgpool")(x)  # 6x6x256 at any input
+    x = layers.Flatten(name="flatten")(x)  # 9216
+    for fc in ("fc6", "fc7"):
+        x = layers.Dropout(dropout, name=f"drop{fc[-1]}")(x)
+        x = layers.Dense(4096, activation="relu", name=fc)(x)
+    x = layers.Dense(classes, activation=classifier_activation, name="fc8")(x)
+    return keras.Model(inputs, x, name="alexnet_tv")

@@ -35,6 +35,7 @@ from cnnzoo.models.layers import (
     channel_axis,
     check_arguments,
     conv_bn_relu,
+    image_dims,
 )
 from cnnzoo.models.registry import register_model
 
@@ -181,3 +182,76 @@ def aux_compile_args(loss="sparse_categorical_crossentropy") -> dict:
     """`compile()` arguments for a GoogLeNet with auxiliary heads: `loss` on each of the
     three outputs, weighted 1, 0.3, 0.3; e.g. `model.compile("adam", **aux_compile_args())`."""
     return {"loss": [loss] * 3, "loss_weights": list(AUX_LOSS_WEIGHTS)}
+
+
+# --- torchvision's GoogLeNet, for its weights ------------------------------------------------
+
+TORCHVISION_MIN_SIZE = 15  # its four ceil-mode pools need an 8x8 map after conv1
+
+
+def ceil_max_pool(x, size: int, stride: int, name: str):
+    """PyTorch's `MaxPool2d(size, stride, ceil_mode=True)`: the last window may hang over the
+    map's end. Keras has no ceil mode, so the map is padded at its end with zeros first; on
+    GoogLeNet's maps (ReLU outputs, never negative) a zero never wins the max, so the result
+    is PyTorch's. At even sizes this equals Keras' "same"; at odd ones it does not."""
+    height, width, _ = image_dims(tuple(x.shape[1:]))
+    pads = []
+    for n in (height, width):
+        out = -(-(n - size) // stride) + 1
+        if (out - 1) * stride >= n:  # PyTorch: the last window must start inside the map
+            out -= 1
+        pads.append((0, max(0, (out - 1) * stride + size - n)))
+    x = layers.ZeroPadding2D(tuple(pads), name=f"{name}_pad")(x)
+    return layers.MaxPooling2D(size, strides=stride, name=name)(x)
+
+
+@register_model(
+    "googlenet_tv",
+    description="torchvision's GoogLeNet: BN, 3x3 in the \"5x5\" branch, ceil-mode pools, 2x2 pool4.",
+    paper=PAPER,
+    year=2014,
+    reference_params=6_624_904,
+    min_input_size=TORCHVISION_MIN_SIZE,
+)
+def googlenet_tv(
+    input_shape=(224, 224, 3),
+    classes: int = 1000,
+    *,
+    dropout: float = 0.2,
+    include_top: bool = True,
+    pooling=None,
+    classifier_activation="softmax",
+) -> keras.Model:
+    """torchvision's `googlenet` without its auxiliary heads; 6,624,904 trainable weights.
+
+    As `GoogLeNet(wide_kernel=3)`, and where that differs from torchvision it follows
+    torchvision: conv1 padded 3 on every side, the max pools in ceil mode, a 2x2 pool (not
+    3x3) before 5a, dropout 0.2. torchvision's pretrained GoogLeNet re-normalises its input
+    (`transform_input`), which together with its mean and std makes it read [-1, 1] images:
+    its weights convert with that convention (cnnzoo.models.weights).
+    """
+    input_shape = check_arguments("googlenet_tv", input_shape, classes, min_size=TORCHVISION_MIN_SIZE,
+                                  pooling=pooling, include_top=include_top)
+    inputs = keras.Input(input_shape, name="input")
+    x = layers.ZeroPadding2D(3, name="conv1_7x7_s2_pad")(inputs)
+    x = conv_bn_relu(x, 64, 7, "conv1_7x7_s2", strides=2, padding="valid")  # 112x112x64
+    x = ceil_max_pool(x, 3, 2, "pool1_3x3_s2")  # 56x56x64
+    x = conv_bn_relu(x, 64, 1, "conv2_3x3_reduce")
+    x = conv_bn_relu(x, 192, 3, "conv2_3x3")  # 56x56x192
+    x = ceil_max_pool(x, 3, 2, "pool2_3x3_s2")  # 28x28x192
+    pools = 2
+    for stage in STAGES:
+        if stage == "pool":
+            pools += 1
+            size = 3 if pools == 3 else 2  # torchvision's maxpool4 is 2x2
+            x = ceil_max_pool(x, size, 2, f"pool{pools}_{size}x{size}_s2")
+            continue
+        name, widths = stage
+        x = inception_module(x, widths, f"inception_{name}", wide_kernel=3)
+    # 7x7x1024 at 224
+    if not include_top:
+        return keras.Model(inputs, backbone_pooling(x, pooling), name="googlenet_tv")
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)  # 1024
+    x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    return keras.Model(inputs, x, name="googlenet_tv")

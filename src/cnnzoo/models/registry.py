@@ -111,9 +111,20 @@ def model_info(name: str) -> ModelInfo:
         ) from None
 
 
-def get_model(name: str, **kwargs):
-    """Build the registered model `name`; keyword arguments go to its builder."""
-    return model_info(name).build(**kwargs)
+def get_model(name: str, *, weights=None, **kwargs):
+    """Build the registered model `name`; keyword arguments go to its builder.
+
+    `weights`, in keras.applications' style, is a published checkpoint for it (a path: see
+    `cnnzoo weights list`), loaded after every tensor is checked; the model then expects the
+    checkpoint's input convention (`cnnzoo.models.weights.convert` gives a model that takes
+    uint8 pixels and applies it itself). With include_top=False a checkpoint's classifier is
+    left out, the way to put a new head on published features."""
+    model = model_info(name).build(**kwargs)
+    if weights is not None:
+        from cnnzoo.models.weights import load_weights
+
+        load_weights(model, weights, arch=name)
+    return model
 
 
 def _load_families() -> None:

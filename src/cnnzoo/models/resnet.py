@@ -20,6 +20,17 @@ stage. The variants only choose the data, like torchvision's `_resnet` and timm'
 Conv biases follow the implementation whose parameter count each model reproduces:
 Caffe/Keras for the bottleneck models (a bias on every v1 conv; Keras' placement for v2),
 torchvision for ResNet-18/34 (no bias before BN).
+
+The published implementations differ from these in details that change what the network
+computes, so their weights get variants of their own, built by the same `_resnet` from a
+`Convention` (docs/MODELS.md, "Variants for published weights"):
+
+- torchvision (`resnet18_tv` ... `resnet152_tv`, also timm's `resnet*`): the bottleneck's
+  stride on its 3x3 conv ("v1.5"), no conv biases, a strided 3x3 padded one pixel on every
+  side (Keras' "same" pads only after), batch-norm epsilon 1e-5.
+- keras.applications (`resnet50_keras`, the standard stem; `resnet50v2_keras` ...): epsilon
+  1.001e-5, and in ResNetV2 the stride in each stage's *last* block, whose shortcut is a 1x1
+  subsampling instead of the paper's projection in the first block.
 """
 
 from __future__ import annotations
@@ -34,6 +45,28 @@ from cnnzoo.errors import UserError
 from cnnzoo.models.layers import HE_NORMAL, backbone_pooling, channel_axis, check_arguments, image_dims
 from cnnzoo.models.registry import Recipe, register_model
 
+
+@dataclasses.dataclass(frozen=True)
+class Convention:
+    """How one implementation's ResNet differs from cnnzoo's paper layout (the defaults)."""
+
+    stride_on_3x3: bool = False  # bottleneck: the 3x3 conv strides, not the first 1x1 (torchvision "v1.5")
+    symmetric_padding: bool = False  # a strided 3x3 pads 1 on every side (PyTorch, Caffe), not "same"'s 0/1
+    conv_bias: bool = True  # biases on the bottleneck convs and the stem (Caffe, Keras); torchvision: none
+    bn_epsilon: float = 1e-3  # Keras' default
+    stride_last: bool = False  # v2: a stage's last block strides, its shortcut a 1x1 subsampling (Keras)
+
+    @property
+    def seed_layout(self) -> bool:
+        """True where the blocks are the seed's (the course's and Keras' v1 layers)."""
+        return not (self.stride_on_3x3 or self.symmetric_padding or not self.conv_bias or self.stride_last)
+
+
+CNNZOO = Convention()
+TORCHVISION = Convention(stride_on_3x3=True, symmetric_padding=True, conv_bias=False, bn_epsilon=1e-5)
+KERAS = Convention(bn_epsilon=1.001e-5)
+KERAS_V2 = Convention(symmetric_padding=True, bn_epsilon=1.001e-5, stride_last=True)
+
 # --- The seed's blocks (the course's identity and convolutional blocks) ----------------------
 
 
@@ -46,6 +79,9 @@ def _conv_bn(
     X, filters: int, kernel: int, name: str, bn_name: str, *, strides=1, padding="valid",
     kernel_initializer=None, use_bias: bool = True,
 ):
+    if padding == "symmetric":  # kernel // 2 on every side, as PyTorch's padding=1 for a 3x3
+        X = layers.ZeroPadding2D(kernel // 2, name=name + "_pad")(X)
+        padding = "valid"
     X = layers.Conv2D(
         filters, kernel, strides=strides, padding=padding, name=name, use_bias=use_bias,
         kernel_initializer=kernel_initializer or seeded_glorot(),
@@ -53,15 +89,24 @@ def _conv_bn(
     return layers.BatchNormalization(axis=channel_axis(), name=bn_name)(X)
 
 
-def _bottleneck_branch(X, f: int, filters, stage: int, block: str, stride: int, init=None):
+def _padding(stride: int, convention: Convention) -> str:
+    """A 3x3 conv's padding: "same" unless it strides under a symmetric-padding convention."""
+    return "symmetric" if stride > 1 and convention.symmetric_padding else "same"
+
+
+def _bottleneck_branch(X, f: int, filters, stage: int, block: str, stride: int, init=None,
+                       convention: Convention = CNNZOO):
     """The 1x1 -> fxf -> 1x1 main path; ends on BN, before the shortcut is added."""
     F1, F2, F3 = filters
     conv, bn = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
-    X = _conv_bn(X, F1, 1, conv + "2a", bn + "2a", strides=stride, kernel_initializer=init)
+    first, middle = (1, stride) if convention.stride_on_3x3 else (stride, 1)
+    bias = convention.conv_bias
+    X = _conv_bn(X, F1, 1, conv + "2a", bn + "2a", strides=first, kernel_initializer=init, use_bias=bias)
     X = layers.Activation("relu", name=conv + "2a_relu")(X)
-    X = _conv_bn(X, F2, f, conv + "2b", bn + "2b", padding="same", kernel_initializer=init)
+    X = _conv_bn(X, F2, f, conv + "2b", bn + "2b", strides=middle, padding=_padding(middle, convention),
+                 kernel_initializer=init, use_bias=bias)
     X = layers.Activation("relu", name=conv + "2b_relu")(X)
-    return _conv_bn(X, F3, 1, conv + "2c", bn + "2c", kernel_initializer=init)
+    return _conv_bn(X, F3, 1, conv + "2c", bn + "2c", kernel_initializer=init, use_bias=bias)
 
 
 def _merge(X, shortcut, stage: int, block: str):
@@ -188,7 +233,7 @@ def _finish(X, shortcut_tensor, stage: int, block: str):
 
 
 def basic_block(X, filters: int, stage: int, block: str, *, stride: int = 1,
-                shortcut="projection", kernel_initializer=HE_NORMAL):
+                shortcut="projection", kernel_initializer=HE_NORMAL, convention: Convention = CNNZOO):
     """ResNet-18/34 block (He et al. 2015, Fig. 2 left): 3x3 -> 3x3, each followed by BN.
 
     The first 3x3 conv has stride `stride`. When the shape changes the shortcut is a
@@ -199,7 +244,7 @@ def basic_block(X, filters: int, stage: int, block: str, *, stride: int = 1,
     """
     _check_shortcut(shortcut)
     conv, bn = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
-    x = _conv_bn(X, filters, 3, conv + "2a", bn + "2a", strides=stride, padding="same",
+    x = _conv_bn(X, filters, 3, conv + "2a", bn + "2a", strides=stride, padding=_padding(stride, convention),
                  kernel_initializer=kernel_initializer, use_bias=False)
     x = layers.Activation("relu", name=conv + "2a_relu")(x)
     x = _conv_bn(x, filters, 3, conv + "2b", bn + "2b", padding="same",
@@ -211,33 +256,39 @@ def basic_block(X, filters: int, stage: int, block: str, *, stride: int = 1,
 
 
 def bottleneck_block(X, filters, stage: int, block: str, *, stride: int = 1,
-                     shortcut="projection", kernel_initializer=None):
+                     shortcut="projection", kernel_initializer=None, convention: Convention = CNNZOO):
     """ResNet-50/101/152 v1 block with a choice of shortcut (see `basic_block`).
 
     With the default projection shortcut this is exactly the seed's `identity_block` (shape
     kept) or `convolutional_block` (shape changed; stride on the first 1x1 as in the
     paper's Caffe model), so the layer names and counts equal Keras' ResNet50/101/152.
+    Another `convention` (torchvision's) moves the stride, the padding and the biases.
     """
     _check_shortcut(shortcut)
     changes = _changes_shape(X, filters[2], stride)
     init = kernel_initializer
-    if shortcut == "projection" and changes:
+    if convention.seed_layout and shortcut == "projection" and changes:
         return convolutional_block(X, 3, filters, stage, block, s=stride, kernel_initializer=init)
-    if shortcut is not None and not changes:
+    if convention.seed_layout and shortcut is not None and not changes:
         return identity_block(X, 3, filters, stage, block, kernel_initializer=init)
-    x = _bottleneck_branch(X, 3, filters, stage, block, stride, init)
-    skip = None if shortcut is None else _shortcut(X, filters[2], stride, stage, block, shortcut, init)
+    x = _bottleneck_branch(X, 3, filters, stage, block, stride, init, convention)
+    skip = None if shortcut is None else _shortcut(X, filters[2], stride, stage, block, shortcut, init,
+                                                   use_bias=convention.conv_bias and shortcut == "projection")
     return _finish(x, skip, stage, block)
 
 
 def preact_bottleneck_block(X, filters, stage: int, block: str, *, stride: int = 1,
-                            shortcut="projection", kernel_initializer=HE_NORMAL):
+                            shortcut="projection", kernel_initializer=HE_NORMAL,
+                            convention: Convention = CNNZOO):
     """ResNet v2 bottleneck (He et al. 2016, "Identity Mappings"): BN and ReLU before each conv.
 
     BN -> ReLU -> 1x1 (F1) -> BN -> ReLU -> 3x3 (F2, stride) -> BN -> ReLU -> 1x1 (F3), added
     to the shortcut with no activation after the sum, so the identity path stays clean.
     A projection shortcut reads the pre-activated input, and biases sit where Keras'
     ResNet50V2 has them (the last 1x1 and the projection), so the counts are equal.
+    Keras' own layout (`convention=KERAS_V2`) strides in a stage's last block instead, where
+    only the resolution changes: its shortcut then subsamples the input (a 1x1 max pool with
+    stride 2 in Keras; `ZeroPadShortcut` adds no channels here, so it is the same thing).
     """
     _check_shortcut(shortcut)
     F1, F2, F3 = filters
@@ -247,13 +298,15 @@ def preact_bottleneck_block(X, filters, stage: int, block: str, *, stride: int =
     pre = layers.Activation("relu", name=f"res{stage}{block}_preact_relu")(pre)
     x = _conv_bn(pre, F1, 1, conv + "2a", bn + "2a", kernel_initializer=init, use_bias=False)
     x = layers.Activation("relu", name=conv + "2a_relu")(x)
-    x = _conv_bn(x, F2, 3, conv + "2b", bn + "2b", strides=stride, padding="same",
+    x = _conv_bn(x, F2, 3, conv + "2b", bn + "2b", strides=stride, padding=_padding(stride, convention),
                  kernel_initializer=init, use_bias=False)
     x = layers.Activation("relu", name=conv + "2b_relu")(x)
     x = layers.Conv2D(F3, 1, name=conv + "2c", kernel_initializer=init)(x)
     if shortcut is None:
         return x
-    if shortcut == "projection" and _changes_shape(X, F3, stride):
+    if convention.stride_last and X.shape[channel_axis()] == F3:
+        skip = _shortcut(X, F3, stride, stage, block, "padding", init)  # subsampling only
+    elif shortcut == "projection" and _changes_shape(X, F3, stride):
         skip = _shortcut(pre, F3, stride, stage, block, shortcut, init, use_bias=True,
                          batch_norm=False)
     else:
@@ -323,9 +376,11 @@ def _resnet(
     kernel_initializer=HE_NORMAL,
     min_size: int = 1,
     zero_init_residual: bool = False,
+    convention: Convention = CNNZOO,
 ):
     """The one ResNet builder: `kind` in BLOCKS, `blocks_per_stage` a tuple, stem 'imagenet',
-    'course' (no pad before pool1) or 'cifar' (3x3 conv, no pool)."""
+    'course' (no pad before pool1) or 'cifar' (3x3 conv, no pool); `convention` the
+    implementation whose layout to follow (cnnzoo's, torchvision's, Keras')."""
     input_shape = check_arguments(
         model_name, input_shape, classes, min_size=min_size, pooling=pooling,
         include_top=include_top,
@@ -344,15 +399,18 @@ def _resnet(
     init = seeded_glorot() if kernel_initializer == "course" else kernel_initializer
     block_init = None if kernel_initializer == "course" else kernel_initializer  # None: seeded
     inputs = keras.Input(input_shape, name="input")
-    x = _stem(inputs, stem, version, init, bias=kind != "basic")
+    x = _stem(inputs, stem, version, init, bias=kind != "basic" and convention.conv_bias)
     branch_ends = []  # the last layer of each block's residual branch
     for index, (width, blocks) in enumerate(zip(widths, blocks_per_stage)):
         stage = index + 2
         filters = width if kind == "basic" else (width, width, 4 * width)
         for number, block in enumerate(block_names(blocks)):
-            stride = 2 if number == 0 and index > 0 else 1
+            if convention.stride_last:  # Keras' ResNetV2: the last block of every stage but the last
+                stride = 2 if number == blocks - 1 and index < len(blocks_per_stage) - 1 else 1
+            else:
+                stride = 2 if number == 0 and index > 0 else 1
             x = BLOCKS[kind](x, filters, stage, block, stride=stride, shortcut=shortcut,
-                             kernel_initializer=block_init)
+                             kernel_initializer=block_init, convention=convention)
             branch_ends.append(BRANCH_END[kind].format(stage=stage, block=block))
     # 7x7 at 224 (v1/v2 ImageNet); 2x2 at the course's 64x64
     if version == 2:
@@ -366,6 +424,9 @@ def _resnet(
     else:
         x = backbone_pooling(x, pooling)
     model = keras.Model(inputs, x, name=model_name)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.epsilon = convention.bn_epsilon
     if zero_init_residual:
         _zero_branch_ends(model, branch_ends)
     return model
@@ -393,6 +454,7 @@ def resnet(
     pooling=None,
     classifier_activation="softmax",
     zero_init_residual: bool = False,
+    convention: Convention = CNNZOO,
 ) -> keras.Model:
     """A residual network of the given depth; `shortcut=None` gives its plain twin.
 
@@ -404,6 +466,7 @@ def resnet(
     option B), 'padding' (zero channels, option A, no parameters) or None (no shortcuts).
     `zero_init_residual=True` zeroes the last BN scale (v2: the last conv) of every residual
     branch, as torchvision's option of that name, so each block starts as its shortcut.
+    `convention` follows another implementation's layout: TORCHVISION, KERAS or KERAS_V2.
     """
     name = ("ResNet" if shortcut is not None else "Plain") + str(depth) + ("V2" if version == 2 else "")
     if version not in (1, 2):
@@ -435,6 +498,7 @@ def resnet(
         name, kind, blocks, widths=widths, stem=stem, shortcut=shortcut, input_shape=input_shape,
         classes=classes, include_top=include_top, pooling=pooling,
         classifier_activation=classifier_activation, zero_init_residual=zero_init_residual,
+        convention=convention,
     )
 
 
@@ -489,7 +553,7 @@ def ResNet50(
     )
 
 
-def _variant(name, depth, *, version=1, shortcut="projection", description, **facts):
+def _variant(name, depth, *, version=1, shortcut="projection", description, convention=CNNZOO, **facts):
     """Register `name` as resnet(depth, ...) at the paper's 224x224x3 / 1000 classes."""
 
     @register_model(
@@ -501,10 +565,13 @@ def _variant(name, depth, *, version=1, shortcut="projection", description, **fa
               zero_init_residual: bool = False):
         return resnet(depth, version=version, shortcut=shortcut, input_shape=input_shape,
                       classes=classes, include_top=include_top, pooling=pooling,
-                      classifier_activation=classifier_activation, zero_init_residual=zero_init_residual)
+                      classifier_activation=classifier_activation, zero_init_residual=zero_init_residual,
+                      convention=convention)
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = f"`resnet({depth}, version={version}, shortcut={shortcut!r})` at 224x224x3, 1000 classes."
+    if convention != CNNZOO:
+        build.__doc__ += f" Layout: {convention}."
     return build
 
 
@@ -562,3 +629,22 @@ resnet20, resnet32, resnet44, resnet56, resnet110 = (
     _cifar_variant(f"resnet{depth}", depth, reference_params=count) for depth, count in CIFAR_REFERENCE_PARAMS.items()
 )
 plain20, plain32, plain44, plain56 = (_cifar_variant(f"plain{depth}", depth, shortcut=None) for depth in (20, 32, 44, 56))
+
+
+# The published implementations' own layouts, for their weights (cnnzoo.models.weights).
+# Reference counts: torchvision's trainable weights; Keras applications' totals.
+TORCHVISION_PARAMS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160, 152: 60_192_808}
+resnet18_tv, resnet34_tv, resnet50_tv, resnet101_tv, resnet152_tv = (
+    _variant(f"resnet{depth}_tv", depth, convention=TORCHVISION, reference_params=count,
+             description=f"torchvision's ResNet-{depth}" + (" (v1.5: stride on the 3x3)" if depth >= 50 else "")
+             + ": no conv biases, symmetric padding, BN eps 1e-5; also timm's resnet{depth}.")
+    for depth, count in TORCHVISION_PARAMS.items()
+)
+resnet50_keras = _variant("resnet50_keras", 50, convention=KERAS, reference_params=25_636_712,
+                          description="keras.applications' ResNet50: resnet(50), the standard stem, BN eps 1.001e-5.")
+KERAS_V2_PARAMS = {50: 25_613_800, 101: 44_675_560, 152: 60_380_648}
+resnet50v2_keras, resnet101v2_keras, resnet152v2_keras = (
+    _variant(f"resnet{depth}v2_keras", depth, version=2, convention=KERAS_V2, reference_params=count,
+             description=f"keras.applications' ResNet{depth}V2: stride in each stage's last block, BN eps 1.001e-5.")
+    for depth, count in KERAS_V2_PARAMS.items()
+)

@@ -16,6 +16,7 @@ import keras
 from cnnzoo import models  # noqa: F401  (registers the layer classes of every family, for loading)
 from cnnzoo.errors import UserError
 from cnnzoo.models import augment  # noqa: F401  (registers the augmentation layers, for loading)
+from cnnzoo.models.weights import preprocessing  # noqa: F401  (registers ImagePreprocessing, for loading)
 
 RUN_MODEL = "model.keras"
 # What a damaged or foreign model file makes Keras raise (zip, HDF5 and config errors).

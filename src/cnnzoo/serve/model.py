@@ -30,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from cnnzoo.analysis.metrics import check_classes, class_probabilities
 from cnnzoo.datasets.images import MAX_PIXELS, try_decode
 from cnnzoo.errors import UserError
-from cnnzoo.inference.predict import input_geometry, run_config
+from cnnzoo.inference.predict import class_names, input_geometry, run_config
 from cnnzoo.models.saving import load_model, resolve_model_path, takes_raw_pixels
 from cnnzoo.training import runs
 
@@ -179,7 +179,7 @@ class ServedModel:
         units = int(self.model.outputs[0].shape[-1])
         self.sigmoid = units == 1
         width = 2 if self.sigmoid else units
-        self.class_names = [str(c) for c in self.config.get("class_names") or range(width)]
+        self.class_names = class_names(self.model, self.config, width)  # ImageNet's for converted weights
         check_classes(width, self.class_names, str(path))
         self.threshold = threshold
         self.max_bytes = max_bytes

@@ -89,8 +89,8 @@ class TrainConfig:
     validation: float = setting(0.1, help="Share of training images held out to pick the best epoch.", check=FRACTION)
     image_size: int | None = setting(None, help="Side of the square input in pixels (default: the model's input).",
                                      check=Range(1, 4096, integer=True))
-    init: str | None = setting(None, help="Start from a run folder, .keras model or Keras .h5 weights (layers "
-                                          "matched by name and shape).")
+    init: str | None = setting(None, help="Start from a run folder, a .keras model, or published weights: Keras "
+                                          ".h5, torchvision .pth, timm .safetensors/.pth (`cnnzoo weights list`).")
     freeze: bool = setting(False, help="Keep the layers copied from --init fixed: train only the new ones (the head).",
                            flags=("--freeze",))
     train_fraction: float = setting(1.0, help="Train on this share of each class's training images (0-1].",

@@ -24,6 +24,7 @@ from cnnzoo.datasets.batches import build_before_fit
 from cnnzoo.errors import UserError
 from cnnzoo.models import Recipe, augment, model_info
 from cnnzoo.models.saving import load_model
+from cnnzoo.models.weights.preprocessing import ImagePreprocessing
 from cnnzoo.training import runs, transfer
 from cnnzoo.training.config import HOW_TO_RUN, PRECISIONS, TrainConfig
 
@@ -42,14 +43,17 @@ def _batch_norms(model: keras.Model):
 
 
 def build_training_model(name: str, image_shape, classes: int, recipe: Recipe = Recipe(), *,
-                         augmentations=(), train_images=None, aux_logits: bool = False) -> keras.Model:
-    """uint8 pixels -> Rescaling(1/255) -> [augmentation] -> the registered architecture.
+                         augmentations=(), train_images=None, aux_logits: bool = False,
+                         preprocessing: str | None = None) -> keras.Model:
+    """uint8 pixels -> Rescaling(1/255) -> [augmentation] -> [preprocessing] -> the registered architecture.
 
     Augmentation layers (cnnzoo.models.augment names) are active only in training; at
     inference they pass images through. `train_images` give PCA colour augmentation its basis.
     The recipe's BN momentum is set on the architecture's layers (and saved with them); its
     `zero_init_residual` goes to the builder (ResNets), only when set, as does `aux_logits`
     (the auxiliary classifiers of a network that has them: extra outputs after the main one).
+    `preprocessing` (an ImagePreprocessing mode) is the input convention of published weights
+    the model starts from: after the augmentation, which works on [0, 1] images.
     """
     options = {"zero_init_residual": True} if recipe.zero_init_residual else {}
     if aux_logits:
@@ -61,6 +65,8 @@ def build_training_model(name: str, image_shape, classes: int, recipe: Recipe = 
     x = keras.layers.Rescaling(1 / 255, name="scale")(pixels)
     for layer in augment.layers_for(augmentations, train_images):
         x = layer(x)
+    if preprocessing:
+        x = ImagePreprocessing(preprocessing, name="preprocess")(x)
     outputs = arch(x)
     if len(arch.outputs) > 1:  # keep the heads' names (predictions, aux1, ...) for the losses and metrics
         outputs = [keras.layers.Identity(name=head)(out) for head, out in zip(arch.output_names, outputs)]
@@ -195,11 +201,13 @@ def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbo
         model = load_model(run / runs.LAST)  # weights and optimizer state
     else:
         in_memory = isinstance(data.train.x, np.ndarray)  # a streamed folder is decoded per batch
+        start = transfer.read_start(config.init, arch=config.model) if config.init else None
         model = build_training_model(config.model, data.image_shape, classes, recipe, augmentations=config.augment,
                                      train_images=data.train.x if in_memory else None,
-                                     aux_logits=config.aux_logits)
-        if config.init:
-            transfer.initialise(model, config.init, freeze=config.freeze)
+                                     aux_logits=config.aux_logits,
+                                     preprocessing=start.preprocessing if start else None)
+        if start:
+            transfer.initialise(model, start, freeze=config.freeze)
         compile_for(model, config, steps=int(np.ceil(len(data.train) / config.batch_size)))
     if not resume:
         _io.write_json(run / runs.CONFIG, {
