@@ -420,13 +420,13 @@ def test_a_failing_forward_pass_is_a_json_500_and_the_server_serves_on(sigmoid_r
 
 def test_the_model_is_loaded_once(sigmoid_run, faces, monkeypatch):
     calls = []
-    real = served_model.load_model
+    real = served_model.load_for_prediction  # load_model for a Keras file, OnnxModel for .onnx
 
     def counting(path, **kwargs):
         calls.append(kwargs)
         return real(path, **kwargs)
 
-    monkeypatch.setattr(served_model, "load_model", counting)
+    monkeypatch.setattr(served_model, "load_for_prediction", counting)
     with TestClient(create_app(sigmoid_run)) as c:
         for _ in range(3):
             assert post_file(c, faces[0][1]).status_code == 200

@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from cnnzoo._io import resolve_model_path
 from cnnzoo.analysis.metrics import check_classes, class_probabilities
 from cnnzoo.datasets.images import try_decode
 from cnnzoo.errors import UserError
-from cnnzoo.inference.predict import input_geometry, run_config
-from cnnzoo.models.saving import load_model, resolve_model_path, takes_raw_pixels
-from cnnzoo.training import runs
+from cnnzoo.inference.onnx_model import OnnxModel
+from cnnzoo.inference.predict import input_geometry, load_for_prediction, model_config, takes_raw_pixels
 
 MAX_BYTES = 10 * 1024 * 1024  # request body limit: a phone photo is 2-8 MB
 MAX_PIXELS = 40_000_000  # decoded size limit: a 10 MB PNG can otherwise hold gigapixels
@@ -143,6 +143,8 @@ def _file_version(path: Path) -> str:
 
 
 def _read_metrics(folder: Path) -> dict | None:
+    from cnnzoo.training import runs
+
     try:
         metrics = json.loads((folder / runs.METRICS).read_text())
     except (OSError, json.JSONDecodeError):
@@ -155,27 +157,34 @@ def _read_metrics(folder: Path) -> dict | None:
 
 
 class ServedModel:
-    """A model file or run folder, loaded once (safe mode), with its run's facts."""
+    """A model file or run folder, loaded once (safe mode), with its run's facts. An exported
+    `.onnx` file runs on onnxruntime, and then nothing imports Keras."""
 
     def __init__(self, model_path, *, unsafe: bool = False, threshold: float = 0.5,
                  max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS, max_batch: int = 32):
-        import keras
-
         check_threshold(threshold)
         if max_bytes < 1 or max_pixels < 1:
             raise UserError(f"The size limits must be positive. Received: max_bytes={max_bytes!r}, "
                             f"max_pixels={max_pixels!r}")
         path = resolve_model_path(model_path)
         self.path = path
-        self.model = load_model(path, unsafe=unsafe)  # safe mode unless unsafe=True
-        self.config = run_config(path)
-        self.metrics = _read_metrics(path.parent) if self.config else None
+        self.model = load_for_prediction(path, unsafe=unsafe)  # safe mode unless unsafe=True
+        onnx = isinstance(self.model, OnnxModel)
+        self.config = model_config(path, self.model)
+        self.metrics = self.config.get("metrics") if onnx else _read_metrics(path.parent) if self.config else None
         self.height, self.width, self.channels = input_geometry(self.model)
         if self.channels not in (1, 3):
             raise UserError(f"{path} takes {self.channels}-channel images: cnnzoo serve needs 1 (grey) or 3 (RGB).")
         self.resize = self.config.get("preprocessing", {}).get("resize", "resize")  # as in training
         self.scale_pixels = not takes_raw_pixels(self.model)
-        self.channels_first = keras.config.image_data_format() == "channels_first"
+        # An .onnx file takes NHWC; a Keras model the Keras image format, and on JAX each new
+        # batch shape compiles (so batches are padded to powers of two).
+        self.channels_first = pad_batches = False
+        if not onnx:
+            import keras
+
+            self.channels_first = keras.config.image_data_format() == "channels_first"
+            pad_batches = keras.backend.backend() == "jax"
         units = int(self.model.outputs[0].shape[-1])
         self.sigmoid = units == 1
         width = 2 if self.sigmoid else units
@@ -185,12 +194,15 @@ class ServedModel:
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         self.version = _file_version(path)
-        self.name = path.parent.name if self.config else path.stem
+        if onnx:  # the run it was exported from, else the file's name
+            self.name = self.model.source.get("run") or path.stem
+        else:
+            self.name = path.parent.name if self.config else path.stem
         self.architecture = self.config.get("train", {}).get("model") or self.model.name
         self.dataset = self.config.get("train", {}).get("dataset")
         self.started = time.time()
         self.batcher = MicroBatcher(self.forward, max_batch=max_batch,
-                                    pad_batches=keras.backend.backend() == "jax")
+                                    pad_batches=pad_batches)
         # Warm up now, so the first visitor does not wait for lazy initialisation.
         self.batcher.submit(np.zeros((self.height, self.width, self.channels), np.uint8)).result()
 
