@@ -1,4 +1,5 @@
-"""`cnnzoo serve`: a trained model behind a web page and a JSON API (the Happy House door)."""
+"""`cnnzoo export | serve`: a trained model out of cnnzoo, as an ONNX file, and behind a web page
+and a JSON API (the Happy House door)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,36 @@ import typer
 from rich.console import Console
 
 from cnnzoo.cli import add_commands
+from cnnzoo.cli.args import parse_shape
 from cnnzoo.errors import UserError
 
 console = Console(highlight=False)
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
+def export(
+    source: str = typer.Argument(..., help="A run folder, a .keras/.h5 file, or a registered model name (untrained).",
+                                 metavar="RUN_OR_MODEL"),
+    output: Path = typer.Option(..., "-o", "--output", help="The ONNX file to write, e.g. model.onnx."),
+    input_shape: str = typer.Option(None, "--input-shape", help="A model name's input, e.g. 64,64,3 (default: its own)."),
+    classes: int = typer.Option(None, "--classes", help="A model name's number of classes (default: its own)."),
+    arch: str = typer.Option(None, help="Architecture of a weights-only file."),
+    unsafe: bool = typer.Option(False, "--unsafe", help="Allow model files that can run code (Lambda layers)."),
+) -> None:
+    """Write RUN_OR_MODEL as an ONNX file for onnxruntime: uint8 pixels in, probabilities out."""
+    from cnnzoo.inference.export import export as export_onnx
+
+    result = export_onnx(source, output, unsafe=unsafe, arch=arch, input_shape=parse_shape(input_shape),
+                         classes=classes)
+    names = result["class_names"]
+    shown = ", ".join(names[:6]) + (f", ... ({len(names)})" if len(names) > 6 else "")
+    console.print(f"wrote {result['path']}: uint8 pixels {'x'.join(map(str, result['input'][1:]))} in, "
+                  f"probabilities of {shown} out; onnxruntime agrees with Keras to {result['max_difference']:.1e} "
+                  f"({result['seconds']:.1f} s)", soft_wrap=True)
+
+
 def serve(
-    model_file: Path = typer.Argument(..., help="A .keras/.h5 file or a run folder (e.g. runs/happy-smiles-s0)."),
+    model_file: Path = typer.Argument(..., help="A .keras/.h5/.onnx file or a run folder (e.g. runs/happy-smiles-s0)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, help="TCP port."),
     threshold: float = typer.Option(0.5, help="p(class 1) from which a sigmoid model opens the door."),
@@ -31,7 +54,7 @@ def serve(
     try:
         import uvicorn
 
-        from cnnzoo.models.saving import resolve_model_path
+        from cnnzoo._io import resolve_model_path
         from cnnzoo.serve.app import create_app
         from cnnzoo.serve.model import check_threshold
     except ImportError as error:
@@ -75,4 +98,4 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def register(app: typer.Typer) -> None:
-    add_commands(app, serve)
+    add_commands(app, export, serve)
