@@ -430,7 +430,7 @@ def test_the_model_is_loaded_once(sigmoid_run, faces, monkeypatch):
     with TestClient(create_app(sigmoid_run)) as c:
         for _ in range(3):
             assert post_file(c, faces[0][1]).status_code == 200
-    assert calls == [{"unsafe": False}]
+    assert calls == [{"unsafe": False, "threads": served_model.default_threads()}]
 
 
 def _lambda_model():

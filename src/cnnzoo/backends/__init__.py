@@ -11,9 +11,10 @@ from cnnzoo.backends.select import (
     current,
     devices,
     has_accelerator,
+    inference_threads,
     jax_gpu_plugin,
     select,
     versions,
 )
 
-__all__ = ["Choice", "choose", "current", "devices", "has_accelerator", "jax_gpu_plugin", "select", "versions"]
+__all__ = ["Choice", "choose", "current", "devices", "has_accelerator", "inference_threads", "jax_gpu_plugin", "select", "versions"]

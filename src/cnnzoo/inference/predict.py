@@ -55,11 +55,11 @@ def takes_raw_pixels(model) -> bool:
     return starts_with_rescaling(model)
 
 
-def load_for_prediction(model_file, arch=None, unsafe=False, input_shape=None):
+def load_for_prediction(model_file, arch=None, unsafe=False, input_shape=None, threads=None):
     """`load_model` (with an optional input shape for a weights-only file), or an
-    `OnnxModel` for a `.onnx` file."""
+    `OnnxModel` for a `.onnx` file (on `threads` onnxruntime threads; default: its own)."""
     if is_onnx(model_file):
-        return OnnxModel(model_file)
+        return OnnxModel(model_file, threads=threads)
     from cnnzoo.models.saving import load_model
 
     kwargs = {"input_shape": input_shape} if input_shape else {}

@@ -18,6 +18,7 @@ import concurrent.futures
 import hashlib
 import io
 import json
+import os
 import queue
 import threading
 import time
@@ -129,6 +130,14 @@ class MicroBatcher:
             future.set_result(row)
 
 
+def default_threads() -> int:
+    """Half the cores run the forward pass (at least one); the others decode images and run
+    the event loop. On a busy 2-core machine PyTorch's two threads made HappyModel's batch-1
+    pass 4.6x slower than one thread (83 vs 18 ms), onnxruntime's 1.3x (docs/SERVE.md)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // 2)
+
+
 def check_threshold(threshold: float) -> None:
     if not 0.0 < threshold < 1.0:
         raise UserError(f"The threshold must be between 0 and 1. Received: threshold={threshold!r}")
@@ -161,14 +170,17 @@ class ServedModel:
     `.onnx` file runs on onnxruntime, and then nothing imports Keras."""
 
     def __init__(self, model_path, *, unsafe: bool = False, threshold: float = 0.5,
-                 max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS, max_batch: int = 32):
+                 max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS, max_batch: int = 32,
+                 threads: int | None = None):
         check_threshold(threshold)
+        self.threads = threads or default_threads()
         if max_bytes < 1 or max_pixels < 1:
             raise UserError(f"The size limits must be positive. Received: max_bytes={max_bytes!r}, "
                             f"max_pixels={max_pixels!r}")
         path = resolve_model_path(model_path)
         self.path = path
-        self.model = load_for_prediction(path, unsafe=unsafe)  # safe mode unless unsafe=True
+        # Safe mode unless unsafe=True; an .onnx file on `threads` onnxruntime threads.
+        self.model = load_for_prediction(path, unsafe=unsafe, threads=self.threads)
         onnx = isinstance(self.model, OnnxModel)
         self.config = model_config(path, self.model)
         self.metrics = self.config.get("metrics") if onnx else _read_metrics(path.parent) if self.config else None
@@ -183,6 +195,9 @@ class ServedModel:
         if not onnx:
             import keras
 
+            from cnnzoo.backends import inference_threads
+
+            inference_threads(self.threads)
             self.channels_first = keras.config.image_data_format() == "channels_first"
             pad_batches = keras.backend.backend() == "jax"
         units = int(self.model.outputs[0].shape[-1])
@@ -217,6 +232,11 @@ class ServedModel:
     # -- per request (on request threads) ---------------------------------------------------
     def decode(self, data: bytes) -> tuple[np.ndarray, dict]:
         """Check the image's header against the limits, then decode it as training does."""
+        image = self.inspect(data)
+        return self.pixels(data), image
+
+    def inspect(self, data: bytes) -> dict:
+        """The image's format and size from its header (cheap), checked against the limits."""
         if not data:
             raise RequestError(400, "The request has no image: the body (or the uploaded file) is empty.")
         try:
@@ -236,12 +256,16 @@ class ServedModel:
         if width * height > self.max_pixels:
             raise RequestError(413, f"The image is {width}x{height} = {width * height:,} pixels, more than "
                                     f"the limit of {self.max_pixels:,}: send a smaller image.")
+        return {"format": fmt, "width": width, "height": height, "bytes": len(data)}
+
+    def pixels(self, data: bytes) -> np.ndarray:
+        """The image decoded as training decoded it: uint8 (H, W, C) at the model's input size."""
         array, why = try_decode(data, (self.height, self.width), self.channels, self.resize)
         if array is None:
             if why.startswith("is corrupt or truncated"):
                 raise RequestError(422, f"The image {why}: send a complete JPEG or PNG image.")
             raise RequestError(422, f"The upload {why}: send a JPEG or PNG image.")
-        return array, {"format": fmt, "width": width, "height": height, "bytes": len(data)}
+        return array
 
     def answer(self, proba: np.ndarray) -> dict:
         """The JSON fields of one prediction (probabilities -> decision)."""
@@ -287,6 +311,8 @@ class ServedModel:
                               "scale": "in the model" if not self.scale_pixels else "1/255"},
             "metrics": self.metrics,
             "limits": {"max_bytes": self.max_bytes, "max_pixels": self.max_pixels},
+            "runtime": "onnxruntime" if isinstance(self.model, OnnxModel) else "keras",
+            "threads": self.threads,
         }
 
     def close(self) -> None:
