@@ -15,7 +15,12 @@ from cnnzoo.analysis.metrics import (
 )
 from cnnzoo.errors import UserError
 from cnnzoo.inference import tta as test_time
-from cnnzoo.inference.predict import input_geometry, load_for_prediction, model_config, takes_raw_pixels
+from cnnzoo.inference.predict import (
+    input_geometry,
+    load_for_prediction,
+    model_config,
+    takes_raw_pixels,
+)
 from cnnzoo.training import runs
 
 

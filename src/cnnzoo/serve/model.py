@@ -33,7 +33,12 @@ from cnnzoo.analysis.metrics import check_classes, class_probabilities
 from cnnzoo.datasets.images import try_decode
 from cnnzoo.errors import UserError
 from cnnzoo.inference.onnx_model import OnnxModel
-from cnnzoo.inference.predict import input_geometry, load_for_prediction, model_config, takes_raw_pixels
+from cnnzoo.inference.predict import (
+    input_geometry,
+    load_for_prediction,
+    model_config,
+    takes_raw_pixels,
+)
 
 MAX_BYTES = 10 * 1024 * 1024  # request body limit: a phone photo is 2-8 MB
 MAX_PIXELS = 40_000_000  # decoded size limit: a 10 MB PNG can otherwise hold gigapixels
