@@ -31,6 +31,11 @@ from cnnzoo.training.fit import build_training_model, train
 # likewise, and test_zoo's DEEPER): tracing them takes 5-40 s each, so they are `slow`.
 EXPORT_DEEPER = DEEPER | {"resnet32", "resnet44", "resnet56", "resnet34", "plain32", "plain44", "plain56", "plain34"}
 CLASSES = 3
+# Plain networks (no shortcuts) this deep are, at random initialisation, so ill-conditioned that
+# Keras disagrees with itself between batch sizes by more than 1e-4 (plain56 by ~1e-2): He et
+# al.'s degradation, seen in the rounding. No export can do better than Keras' own agreement, so
+# for them the bar is that: onnxruntime within twice Keras' batch-7-vs-batch-1 difference.
+ILL_CONDITIONED = {"plain32", "plain34", "plain44", "plain56"}
 
 
 def invoke(*args):
@@ -108,9 +113,17 @@ def test_every_registered_network_exports_and_onnxruntime_agrees(name, tmp_path)
     shape = small_shape(name)
     batch = varied_pixels(shape)
     model = probe_model(name, shape, batch)
-    result = cnnzoo.export(model, tmp_path / f"{name}.onnx")
+    result = cnnzoo.export(model, tmp_path / f"{name}.onnx", check=name not in ILL_CONDITIONED)
     expected = keras_out(model, batch)
     assert np.ptp(expected, axis=0).max() > 100 * TOLERANCE  # the outputs depend on the image
+    tolerance = TOLERANCE
+    if name in ILL_CONDITIONED:
+        one_by_one = np.concatenate([keras_out(model, batch[k:k + 1]) for k in range(len(batch))])
+        keras_itself = float(np.max(np.abs(one_by_one - expected)))
+        assert keras_itself > TOLERANCE  # still true, else this network belongs with the others
+        tolerance = 2 * keras_itself
+    else:
+        assert result["max_difference"] <= TOLERANCE
     s = session(result["path"])
     (image,), (out,) = s.get_inputs(), s.get_outputs()
     assert (image.name, image.type, image.shape) == ("pixels", "tensor(uint8)", ["batch", *shape])
@@ -118,8 +131,7 @@ def test_every_registered_network_exports_and_onnxruntime_agrees(name, tmp_path)
     for count in (1, 7):  # the batch is really dynamic
         got = s.run(None, {"pixels": batch[:count]})[0]
         assert got.shape == (count, CLASSES)
-        np.testing.assert_allclose(got, expected[:count], rtol=0, atol=TOLERANCE)
-    assert result["max_difference"] <= TOLERANCE
+        np.testing.assert_allclose(got, expected[:count], rtol=0, atol=tolerance)
 
 
 def test_the_comparison_can_fail(tmp_path):
