@@ -188,6 +188,16 @@ class ServerProcess:
     process: subprocess.Popen
     log: object  # the file its stdout and stderr go to (a pipe nobody reads would stall it)
     final: str | None = None  # the whole output, once the server has stopped
+    ready_s: float = float("nan")  # from starting the process to its first /health answer
+
+    def memory_mib(self) -> tuple[float, float]:
+        """(resident, peak resident) memory of the server process in MiB (Linux /proc)."""
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text().splitlines()
+        except OSError:
+            return float("nan"), float("nan")
+        fields = {line.split(":")[0]: line.split()[1] for line in status if line.startswith(("VmRSS", "VmHWM"))}
+        return float(fields.get("VmRSS", "nan")) / 1024, float(fields.get("VmHWM", "nan")) / 1024
 
     def output(self) -> str:
         """What the server printed so far (all of it, after the `with` block)."""
@@ -226,6 +236,7 @@ def serve_subprocess(model, *, port: int | None = None, extra_args=(), start_tim
     command = [sys.executable, "-m", "cnnzoo", "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
                *map(str, extra_args)]
     with tempfile.TemporaryFile("w+", encoding="utf-8") as log:
+        started = time.perf_counter()
         with _sigint_not_ignored():
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True,
                                        env={**os.environ, **(env or {})})
@@ -237,12 +248,13 @@ def serve_subprocess(model, *, port: int | None = None, extra_args=(), start_tim
                     raise RuntimeError(f"cnnzoo serve exited with {process.returncode}: {server.output()}")
                 try:
                     if httpx.get(server.url + "/health", timeout=2).status_code == 200:
+                        server.ready_s = time.perf_counter() - started
                         break
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"cnnzoo serve did not answer /health within {start_timeout_s:.0f} s")
-                time.sleep(0.2)
+                time.sleep(0.02)
             yield server
         finally:
             if process.poll() is None:

@@ -1,14 +1,20 @@
-"""Load-test `cnnzoo serve` on loopback and write requests/s and p50/p99 latency.
+"""Load-test `cnnzoo serve` on loopback, the Keras door and the ONNX door in one run:
+requests/s, p50/p99 latency, resident memory and start-up time.
 
     CNNZOO_DATA_MIRROR=../shared/data python benchmarks/serve_load.py runs/happy-smiles-s0 \
-        [--requests 400] [--concurrency 1,8,32,64] [--bad-share 0.25] [-o docs/benchmarks-serve.md]
+        [--onnx model.onnx] [--before OLD/src] [--requests 400] [--concurrency 1,8,32,64] \
+        [--bad-share 0.25] [-o docs/benchmarks-serve.md]
 
-The server is the real command (`python -m cnnzoo serve`) in its own process; the client
-(httpx, asyncio) runs here. Requests are real faces from the smiles archive (multipart
-uploads and raw JPEG bodies) mixed with bad inputs (non-images, truncated images, empty
-bodies, wrong content types, a pixel bomb, an over-limit body). Every good answer is
-checked against `cnnzoo predict` on the same image and every bad one against its 4xx; a
-wrong answer makes the script fail. Writes a Markdown report (atomically).
+Each server is the real command (`python -m cnnzoo serve`) in its own process: the run (Keras),
+then its export (`cnnzoo export`, written to a temporary folder unless --onnx names one), and,
+with --before, the run served by another checkout's cnnzoo (e.g. the commit before a change)
+for a before/after comparison in the same conditions. The client (httpx, asyncio) runs here.
+Requests are real faces from the smiles archive (multipart uploads and raw JPEG bodies) mixed
+with bad inputs (non-images, truncated images, empty bodies, wrong content types, a pixel bomb,
+an over-limit body). Every good answer is checked against `cnnzoo predict` on the same image
+and the same file, and every bad one against its 4xx; a wrong answer makes the script fail.
+Start-up is from starting the process to its first /health answer; memory is the server's
+resident set (and its peak) after the load. Writes a Markdown report (atomically).
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ def trained(info: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="run folder or model file to serve")
+    parser.add_argument("--onnx", type=Path, help="its ONNX export (default: exported here, to a temporary folder)")
+    parser.add_argument("--before", type=Path, help="src/ folder of another cnnzoo checkout: serve the run with it too")
     parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level")
     parser.add_argument("--concurrency", default="1,8,32,64", help="comma-separated levels")
     parser.add_argument("--bad-share", type=float, default=0.25, help="share of bad requests")
@@ -62,62 +70,71 @@ def main(argv=None) -> int:
     import keras
 
     from cnnzoo._io import write_text
+    from cnnzoo.inference.export import export
     from cnnzoo.inference.predict import predict_files
     from loadtest import Case, bad_cases, describe, mixed_cases, run_load, serve_subprocess, smiles_faces
 
     faces = smiles_faces(mirror / "smiles.zip", args.faces)
+    bad = bad_cases(faces[0][1], max_bytes=int(args.max_mb * 1024 * 1024))
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     with tempfile.TemporaryDirectory(prefix="cnnzoo-serve-bench-") as folder:
+        onnx_file = args.onnx or export(args.model, Path(folder) / "model.onnx")["path"]
         paths = []
         for name, data in faces:
             (Path(folder) / name).write_bytes(data)
             paths.append(Path(folder) / name)
-        reference = predict_files(args.model, paths)
-    good = [Case("good", data, None if k % 2 else "image/jpeg", 200, tuple(r["probabilities"]))
-            for k, ((_, data), r) in enumerate(zip(faces, reference))]
-    bad = bad_cases(faces[0][1], max_bytes=int(args.max_mb * 1024 * 1024))
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        # name, what is served, its reference answers (`cnnzoo predict` on the same file), environment
+        servers = [("keras", args.model, predict_files(args.model, paths), {})]
+        if args.before:
+            servers.insert(0, ("keras, before", args.model, servers[0][2], {"PYTHONPATH": str(args.before.resolve())}))
+        servers.append(("onnx", Path(onnx_file), predict_files(onnx_file, paths), {}))
 
-    rows, failures, healths = [], [], []
-    server_args = ["--max-mb", args.max_mb, "--log-level", "warning"]  # no access log line per request
-    # The server as installed, then with one torch/OpenMP thread: on a small CPU the decode
-    # threads and the event loop need cores too.
-    for setting, env in (("default", {}), ("OMP_NUM_THREADS=1", {"OMP_NUM_THREADS": "1"})):
-        with serve_subprocess(args.model, extra_args=server_args, env=env) as server:
-            url = server.url
-            info = httpx.get(url + "/model").json()
-            run_load(url, mixed_cases(good, bad, 40, args.bad_share, seed=99), concurrency=8)  # warm-up
-            for level in levels:
-                cases = mixed_cases(good, bad, args.requests, args.bad_share, seed=level)
-                before = httpx.get(url + "/health").json()
-                result = run_load(url, cases, concurrency=level, timeout_s=120)
-                after = httpx.get(url + "/health").json()
-                batch = (after["predictions"] - before["predictions"]) / max(1, after["batches"] - before["batches"])
-                print(setting, describe(result), f"mean batch {batch:.1f}", flush=True)
-                failures += result.problems
-                rows.append((setting, level, result, batch))
-            health = httpx.get(url + "/health").json()
-            healths.append((setting, health))
-        if health["status"] != "ok" or health["failed"]:
-            failures.append(f"unhealthy after the load ({setting}): {health}")
+        rows, failures, healths, starts = [], [], [], []
+        server_args = ["--max-mb", args.max_mb, "--log-level", "warning"]  # no access log line per request
+        for setting, served, reference, env in servers:
+            good = [Case("good", data, None if k % 2 else "image/jpeg", 200, tuple(r["probabilities"]))
+                    for k, ((_, data), r) in enumerate(zip(faces, reference))]
+            with serve_subprocess(served, extra_args=server_args, env=env) as server:
+                url = server.url
+                info = httpx.get(url + "/model").json()
+                run_load(url, mixed_cases(good, bad, 40, args.bad_share, seed=99), concurrency=8)  # warm-up
+                for level in levels:
+                    cases = mixed_cases(good, bad, args.requests, args.bad_share, seed=level)
+                    before = httpx.get(url + "/health").json()
+                    result = run_load(url, cases, concurrency=level, timeout_s=120)
+                    after = httpx.get(url + "/health").json()
+                    batch = (after["predictions"] - before["predictions"]) / max(1, after["batches"] - before["batches"])
+                    print(setting, describe(result), f"mean batch {batch:.1f}", flush=True)
+                    failures += result.problems
+                    rows.append((setting, level, result, batch))
+                health = httpx.get(url + "/health").json()
+                healths.append((setting, health))
+                starts.append((setting, server.ready_s, *server.memory_mib(), info))
+            if health["status"] != "ok" or health["failed"]:
+                failures.append(f"unhealthy after the load ({setting}): {health}")
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     today = datetime.date.today().isoformat()
+    info = starts[-1][4]
     lines = [
-        "# `cnnzoo serve` under load",
+        "# `cnnzoo serve` under load: the Keras door and the ONNX door",
         "",
-        f"Measured by `python benchmarks/serve_load.py {args.model}` on {today}: {cores} CPU core(s) "
-        f"({cpu_model()}), load average {load_before:.1f} when it started, Python {platform.python_version()}, "
-        f"Keras {keras.__version__} on {keras.backend.backend()}, "
-        f"model `{info['name']}` ({info['architecture']}, {info['parameters']:,} parameters, input "
-        f"{'x'.join(map(str, info['input_shape']))}{trained(info)}). Server (`python -m cnnzoo serve`, one uvicorn "
-        "process, access log off) and client (httpx, asyncio) share the machine over loopback.",
+        f"Measured by `python benchmarks/serve_load.py {args.model}{' --before ' + str(args.before) if args.before else ''}` "
+        f"on {today}: {cores} CPU core(s) ({cpu_model()}), load average {load_before:.1f} when it started, "
+        f"Python {platform.python_version()}, Keras {keras.__version__} on {keras.backend.backend()}, "
+        f"onnxruntime {_version('onnxruntime')}, model `{info['name']}` ({info['architecture']}, "
+        f"{info['parameters']:,} parameters, input {'x'.join(map(str, info['input_shape']))}{trained(info)}). "
+        "Each server (`python -m cnnzoo serve`, one uvicorn process, access log off) and the client "
+        "(httpx, asyncio) share the machine over loopback. *keras* serves the run folder, *onnx* its "
+        "export (`cnnzoo export`; onnxruntime, no Keras or PyTorch imported)"
+        + (", *keras, before* the run served by the code before this change" if args.before else "") + ".",
         "",
         f"Each level sends {args.requests} requests with at most *concurrency* in flight; "
         f"{args.bad_share:.0%} are bad (not an image, truncated, empty, wrong content type, a "
         "20000x20000 pixel bomb, a body over the limit) and must get their 4xx; the rest are "
         f"{len(faces)} real 64x64 faces from the smiles archive (multipart uploads and raw JPEG bodies), "
-        "whose answers must equal `cnnzoo predict`'s. Latency is per request, from send to the parsed "
-        "answer; p50/p99 are nearest-rank percentiles. *Mean batch* is how many good images the "
+        "whose answers must equal `cnnzoo predict`'s on the same file. Latency is per request, from send to "
+        "the parsed answer; p50/p99 are nearest-rank percentiles. *Mean batch* is how many good images the "
         "inference thread answered per forward pass (its micro-batching; see docs/SERVE.md).",
         "",
         "| server | concurrency | requests | wall (s) | requests/s | p50 (ms) | p99 (ms) | good p50 (ms) | good p99 (ms) "
@@ -131,12 +148,20 @@ def main(argv=None) -> int:
             f"| {batch:.1f} | {len(r.problems)} |")
     lines += [
         "",
+        "| server | start-up (s) | resident memory after the load (MiB) | peak (MiB) | runtime, threads |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for setting, ready, rss, peak, served_info in starts:
+        runtime = f"{served_info.get('runtime', 'keras')}, {served_info.get('threads', 'torch default')}"
+        lines.append(f"| {setting} | {ready:.2f} | {rss:.0f} | {peak:.0f} | {runtime} |")
+    lines += [
+        "",
         "After the load `/health` said: " + "; ".join(
             f"{setting}: status {h['status']}, {h['predictions']} predictions, {h['refused']} refused, "
             f"{h['failed']} failed" for setting, h in healths) + ".",
         "",
         "Caveat: these are small-machine figures. The client, the server and (when this was measured) "
-        "other people's training jobs shared the same cores, so they are a floor for what one server "
+        "other people's jobs shared the same cores, so they are a floor for what one server "
         "process does, not a capacity plan. Re-run the script on the serving machine for real numbers. "
         "Past the point where the machine is saturated, more requests in flight only wait longer "
         "(latency is about in-flight / throughput): p50 grows with concurrency and requests/s stops "
@@ -151,6 +176,15 @@ def main(argv=None) -> int:
         print(f"{len(failures)} wrong answers, e.g. {failures[:3]}", file=sys.stderr)
         return 1
     return 0
+
+
+def _version(package: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 if __name__ == "__main__":

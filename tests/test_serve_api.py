@@ -421,17 +421,17 @@ def test_a_failing_forward_pass_is_a_json_500_and_the_server_serves_on(sigmoid_r
 
 def test_the_model_is_loaded_once(sigmoid_run, faces, monkeypatch):
     calls = []
-    real = served_model.load_model
+    real = served_model.load_for_prediction  # load_model for a Keras file, OnnxModel for .onnx
 
     def counting(path, **kwargs):
         calls.append(kwargs)
         return real(path, **kwargs)
 
-    monkeypatch.setattr(served_model, "load_model", counting)
+    monkeypatch.setattr(served_model, "load_for_prediction", counting)
     with TestClient(create_app(sigmoid_run)) as c:
         for _ in range(3):
             assert post_file(c, faces[0][1]).status_code == 200
-    assert calls == [{"unsafe": False}]
+    assert calls == [{"unsafe": False, "threads": served_model.default_threads()}]
 
 
 def _lambda_model():
@@ -472,3 +472,31 @@ def test_serve_command_errors_are_one_sentence_exit_2(sigmoid_run, tmp_path):
     level = runner.invoke(cli_app, ["serve", str(sigmoid_run), "--log-level", "loud"])
     assert level.exit_code == 2 and "Unknown log level 'loud'" in level.stderr
     assert "Traceback" not in missing.output + threshold.output + taken.output + https.output + level.output
+
+
+def test_connections_have_nagle_off():
+    """asyncio sets TCP_NODELAY only on sockets whose proto says TCP; with Nagle on, every answer
+    waited ~40 ms for the client's delayed ACK."""
+    from cnnzoo.cli.serve import _listen
+
+    async def accepted_nodelay(listener) -> int:
+        seen = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport):
+                sock = transport.get_extra_info("socket")
+                seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
+        _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+        value = await asyncio.wait_for(seen, 10)
+        writer.close()
+        server.close()
+        return value
+
+    assert asyncio.run(accepted_nodelay(_listen("127.0.0.1", 0))) != 0
+    plain = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # what cnnzoo serve used to listen on
+    plain.bind(("127.0.0.1", 0))
+    plain.listen(1)
+    assert asyncio.run(accepted_nodelay(plain)) == 0

@@ -29,6 +29,7 @@ _EXPORTS = {
     "model_info": "cnnzoo.models.registry",
     "TrainConfig": "cnnzoo.training.config",
     "load_model": "cnnzoo.models.saving",
+    "export": "cnnzoo.inference.export",
 }
 
 

@@ -22,6 +22,22 @@ def home() -> Path:
     return Path(os.environ.get("CNNZOO_HOME") or Path.home() / ".cache" / "cnnzoo").expanduser()
 
 
+RUN_MODEL = "model.keras"  # the model of a run folder (its best epoch by validation)
+
+
+def resolve_model_path(path) -> Path:
+    """A model file, or the best model of a run folder; missing paths are a UserError."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RUN_MODEL
+    if not path.is_file():
+        raise UserError(
+            f"Model file {path} does not exist: pass a .keras, .h5 or .onnx file, or a run folder "
+            "written by `cnnzoo train`."
+        )
+    return path
+
+
 def data_mirror() -> Path | None:
     """Offline mirror of dataset archives ($CNNZOO_DATA_MIRROR), tried before any download."""
     value = os.environ.get("CNNZOO_DATA_MIRROR")

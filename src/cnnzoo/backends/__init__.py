@@ -5,6 +5,16 @@ only modules, with benchmarks, that touch a framework directly.
 Importing this package imports no framework: `select` chooses the backend before keras loads.
 """
 
-from cnnzoo.backends.select import Choice, choose, current, devices, has_accelerator, jax_gpu_plugin, select, versions
+from cnnzoo.backends.select import (
+    Choice,
+    choose,
+    current,
+    devices,
+    has_accelerator,
+    inference_threads,
+    jax_gpu_plugin,
+    select,
+    versions,
+)
 
-__all__ = ["Choice", "choose", "current", "devices", "has_accelerator", "jax_gpu_plugin", "select", "versions"]
+__all__ = ["Choice", "choose", "current", "devices", "has_accelerator", "inference_threads", "jax_gpu_plugin", "select", "versions"]

@@ -138,3 +138,14 @@ def devices() -> list[str]:
 def has_accelerator() -> bool:
     """True when the active backend computes on a GPU/TPU rather than the CPU."""
     return not all(d.startswith("cpu") for d in devices())
+
+
+def inference_threads(count: int) -> None:
+    """Run the backend's forward passes on `count` threads (PyTorch's intra-op pool, which is
+    process-wide; JAX/XLA sizes its own)."""
+    import keras
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(count)

@@ -13,8 +13,12 @@ from cnnzoo.analysis.metrics import calibration, check_classes, classification_m
 from cnnzoo.datasets.images import MAX_PIXELS
 from cnnzoo.errors import UserError
 from cnnzoo.inference import tta as test_time
-from cnnzoo.inference.predict import input_geometry, load_for_prediction, run_config
-from cnnzoo.models.saving import takes_raw_pixels
+from cnnzoo.inference.predict import (
+    input_geometry,
+    load_for_prediction,
+    model_config,
+    takes_raw_pixels,
+)
 from cnnzoo.training import runs
 
 
@@ -36,7 +40,7 @@ def evaluate_models(model_files, *, dataset=None, split="test", tta="none", out=
     if mistakes:
         picture_path(mistakes)
     models = [load_for_prediction(path, arch, unsafe) for path in model_files]
-    config = run_config(model_files[0])
+    config = model_config(model_files[0], models[0])
     dataset = dataset or config.get("train", {}).get("dataset")
     if dataset is None:
         raise UserError(f"{model_files[0]} is not inside a run folder: name the dataset with --dataset.")

@@ -6,6 +6,11 @@ names its classes from the installed torchvision's ImageNet metadata; any other 
 falls back to class indices. cnnzoo's own models scale pixels themselves; any other model
 (e.g. the course's ResNet50.h5) gets pixels / 255, the course's convention. With more than
 ten classes, the top five are printed instead of the whole vector.
+
+The model may be a Keras file or an exported `.onnx` file (`OnnxModel`, on onnxruntime): the
+helpers here (`load_for_prediction`, `model_config`, `input_geometry`, `takes_raw_pixels`)
+are the one place that tells them apart, so evaluate and serve use either the same way. An
+`.onnx` file is read without importing Keras.
 """
 
 from __future__ import annotations
@@ -16,9 +21,7 @@ import numpy as np
 
 from cnnzoo.analysis.metrics import check_classes, predict_proba
 from cnnzoo.datasets.images import MAX_PIXELS, read_image
-from cnnzoo.models.saving import load_model, takes_raw_pixels
-from cnnzoo.models.weights.preprocessing import input_convention
-from cnnzoo.training import runs
+from cnnzoo.inference.onnx_model import OnnxModel, is_onnx
 
 TOP_K = 5  # classes printed for a model with more than MAX_VECTOR classes
 MAX_VECTOR = 10
@@ -26,16 +29,36 @@ MAX_VECTOR = 10
 
 def run_config(model_file) -> dict:
     """config.json of the run a model file belongs to, or {} for a bare file."""
+    from cnnzoo.training import runs
+
     folder = Path(model_file) if Path(model_file).is_dir() else Path(model_file).parent
     return runs.read_config(folder) if (folder / runs.CONFIG).exists() else {}
 
 
+def model_config(model_file, model) -> dict:
+    """What predict needs to know beyond the model: an exported file carries it in its
+    metadata, a Keras file in its run's config.json."""
+    return model.config if isinstance(model, OnnxModel) else run_config(model_file)
+
+
 def input_geometry(model, default=(64, 64, 3)) -> tuple[int, int, int]:
     """(height, width, channels) the model takes; unknown dimensions fall back to `default`."""
+    if isinstance(model, OnnxModel):
+        return model.image_shape  # NHWC, whatever Keras' image format
     from cnnzoo.models.layers import image_dims
 
     height, width, channels = image_dims(model.inputs[0].shape[1:])
     return height or default[0], width or default[1], channels or default[2]
+
+
+def takes_raw_pixels(model) -> bool:
+    """True when the model takes uint8 pixels and scales them itself (cnnzoo runs, exported
+    files), False for a model that takes [0, 1] inputs."""
+    if str(model.inputs[0].dtype) == "uint8":
+        return True
+    from cnnzoo.models.saving import takes_raw_pixels as starts_with_rescaling
+
+    return starts_with_rescaling(model)
 
 
 def class_names(model, config: dict, width: int) -> list[str]:
@@ -43,18 +66,26 @@ def class_names(model, config: dict, width: int) -> list[str]:
     from torchvision's metadata when it is installed; never downloaded); else the indices."""
     if config.get("class_names"):
         return [str(c) for c in config["class_names"]]
-    convention = input_convention(model)
-    if convention is not None and convention.labels == "imagenet" and width == 1000:
-        from cnnzoo.backends.peers import imagenet_categories
+    if not isinstance(model, OnnxModel):
+        from cnnzoo.models.weights.preprocessing import input_convention
 
-        names = imagenet_categories()
-        if names is not None:
-            return names
+        convention = input_convention(model)
+        if convention is not None and convention.labels == "imagenet" and width == 1000:
+            from cnnzoo.backends.peers import imagenet_categories
+
+            names = imagenet_categories()
+            if names is not None:
+                return names
     return [str(k) for k in range(width)]
 
 
-def load_for_prediction(model_file, arch=None, unsafe=False, input_shape=None):
-    """`load_model` with an optional input shape for a weights-only file."""
+def load_for_prediction(model_file, arch=None, unsafe=False, input_shape=None, threads=None):
+    """`load_model` (with an optional input shape for a weights-only file), or an
+    `OnnxModel` for a `.onnx` file (on `threads` onnxruntime threads; default: its own)."""
+    if is_onnx(model_file):
+        return OnnxModel(model_file, threads=threads)
+    from cnnzoo.models.saving import load_model
+
     kwargs = {"input_shape": input_shape} if input_shape else {}
     return load_model(model_file, unsafe=unsafe, arch=arch, **kwargs)
 
@@ -62,9 +93,8 @@ def load_for_prediction(model_file, arch=None, unsafe=False, input_shape=None):
 def predict_files(model_file, images, *, arch=None, unsafe=False, input_shape=None, max_pixels=MAX_PIXELS) -> list[dict]:
     """For each image: predicted class, its index and the probability vector; an image over
     `max_pixels` (width x height) is refused before it is decoded."""
-
     model = load_for_prediction(model_file, arch, unsafe, input_shape)
-    config = run_config(model_file)
+    config = model_config(model_file, model)
     height, width, channels = input_geometry(model)
     resize = config.get("preprocessing", {}).get("resize", "resize")  # as in training
     batch = np.stack([read_image(path, (height, width), channels, resize=resize, max_pixels=max_pixels)

@@ -14,26 +14,13 @@ from pathlib import Path
 import keras
 
 from cnnzoo import models  # noqa: F401  (registers the layer classes of every family, for loading)
+from cnnzoo._io import RUN_MODEL, resolve_model_path  # noqa: F401  (importers find them here too)
 from cnnzoo.errors import UserError
 from cnnzoo.models import augment  # noqa: F401  (registers the augmentation layers, for loading)
 from cnnzoo.models.weights import preprocessing  # noqa: F401  (registers ImagePreprocessing, for loading)
 
-RUN_MODEL = "model.keras"
 # What a damaged or foreign model file makes Keras raise (zip, HDF5 and config errors).
-UNREADABLE = (TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile)  # the model of a run folder (its best epoch by validation)
-
-
-def resolve_model_path(path) -> Path:
-    """A model file, or the best model of a run folder; missing paths are a UserError."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / RUN_MODEL
-    if not path.is_file():
-        raise UserError(
-            f"Model file {path} does not exist: pass a .keras or .h5 file, or a run folder "
-            "written by `cnnzoo train`."
-        )
-    return path
+UNREADABLE = (TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile)
 
 
 # Keras' containers, and the markers its configs use for values that are not objects.
@@ -132,7 +119,8 @@ def load_model(path, *, unsafe: bool = False, arch: str | None = None, **arch_kw
         except UNREADABLE as error:
             raise _unreadable(path, error) from None
     if not name.endswith((".h5", ".hdf5")):
-        raise UserError(f"Cannot load {path}: expected a .keras, .h5 or .weights.h5 file.")
+        raise UserError(f"Cannot load {path}: expected a .keras, .h5 or .weights.h5 file (or, to predict, "
+                        "evaluate or serve, a .onnx file written by `cnnzoo export`).")
     config = None if name.endswith(".weights.h5") else read_legacy_config(path)
     if config is None:
         return _load_weights_only(path, arch, arch_kwargs)

@@ -18,6 +18,7 @@ import concurrent.futures
 import hashlib
 import io
 import json
+import os
 import queue
 import threading
 import time
@@ -27,12 +28,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from cnnzoo._io import resolve_model_path
 from cnnzoo.analysis.metrics import check_classes, class_probabilities
 from cnnzoo.datasets.images import MAX_PIXELS, try_decode
 from cnnzoo.errors import UserError
-from cnnzoo.inference.predict import class_names, input_geometry, run_config
-from cnnzoo.models.saving import load_model, resolve_model_path, takes_raw_pixels
-from cnnzoo.training import runs
+from cnnzoo.inference.onnx_model import OnnxModel
+from cnnzoo.inference.predict import (
+    class_names,
+    input_geometry,
+    load_for_prediction,
+    model_config,
+    takes_raw_pixels,
+)
 
 MAX_BYTES = 10 * 1024 * 1024  # request body limit: a phone photo is 2-8 MB
 TOP = 5  # classes listed for a softmax model
@@ -129,6 +136,14 @@ class MicroBatcher:
             future.set_result(row)
 
 
+def default_threads() -> int:
+    """Half the cores run the forward pass (at least one); the others decode images and run
+    the event loop. On a busy 2-core machine PyTorch's two threads made HappyModel's batch-1
+    pass 4.6x slower than one thread (83 vs 18 ms), onnxruntime's 1.3x (docs/SERVE.md)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // 2)
+
+
 def check_threshold(threshold: float) -> None:
     if not 0.0 < threshold < 1.0:
         raise UserError(f"The threshold must be between 0 and 1. Received: threshold={threshold!r}")
@@ -143,6 +158,8 @@ def _file_version(path: Path) -> str:
 
 
 def _read_metrics(folder: Path) -> dict | None:
+    from cnnzoo.training import runs
+
     try:
         metrics = json.loads((folder / runs.METRICS).read_text())
     except (OSError, json.JSONDecodeError):
@@ -155,27 +172,40 @@ def _read_metrics(folder: Path) -> dict | None:
 
 
 class ServedModel:
-    """A model file or run folder, loaded once (safe mode), with its run's facts."""
+    """A model file or run folder, loaded once (safe mode), with its run's facts. An exported
+    `.onnx` file runs on onnxruntime, and then nothing imports Keras."""
 
     def __init__(self, model_path, *, unsafe: bool = False, threshold: float = 0.5,
-                 max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS, max_batch: int = 32):
-        import keras
-
+                 max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS, max_batch: int = 32,
+                 threads: int | None = None):
         check_threshold(threshold)
+        self.threads = threads or default_threads()
         if max_bytes < 1 or max_pixels < 1:
             raise UserError(f"The size limits must be positive. Received: max_bytes={max_bytes!r}, "
                             f"max_pixels={max_pixels!r}")
         path = resolve_model_path(model_path)
         self.path = path
-        self.model = load_model(path, unsafe=unsafe)  # safe mode unless unsafe=True
-        self.config = run_config(path)
-        self.metrics = _read_metrics(path.parent) if self.config else None
+        # Safe mode unless unsafe=True; an .onnx file on `threads` onnxruntime threads.
+        self.model = load_for_prediction(path, unsafe=unsafe, threads=self.threads)
+        onnx = isinstance(self.model, OnnxModel)
+        self.config = model_config(path, self.model)
+        self.metrics = self.config.get("metrics") if onnx else _read_metrics(path.parent) if self.config else None
         self.height, self.width, self.channels = input_geometry(self.model)
         if self.channels not in (1, 3):
             raise UserError(f"{path} takes {self.channels}-channel images: cnnzoo serve needs 1 (grey) or 3 (RGB).")
         self.resize = self.config.get("preprocessing", {}).get("resize", "resize")  # as in training
         self.scale_pixels = not takes_raw_pixels(self.model)
-        self.channels_first = keras.config.image_data_format() == "channels_first"
+        # An .onnx file takes NHWC; a Keras model the Keras image format, and on JAX each new
+        # batch shape compiles (so batches are padded to powers of two).
+        self.channels_first = pad_batches = False
+        if not onnx:
+            import keras
+
+            from cnnzoo.backends import inference_threads
+
+            inference_threads(self.threads)
+            self.channels_first = keras.config.image_data_format() == "channels_first"
+            pad_batches = keras.backend.backend() == "jax"
         units = int(self.model.outputs[0].shape[-1])
         self.sigmoid = units == 1
         width = 2 if self.sigmoid else units
@@ -185,12 +215,15 @@ class ServedModel:
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         self.version = _file_version(path)
-        self.name = path.parent.name if self.config else path.stem
+        if onnx:  # the run it was exported from, else the file's name
+            self.name = self.model.source.get("run") or path.stem
+        else:
+            self.name = path.parent.name if self.config else path.stem
         self.architecture = self.config.get("train", {}).get("model") or self.model.name
         self.dataset = self.config.get("train", {}).get("dataset")
         self.started = time.time()
         self.batcher = MicroBatcher(self.forward, max_batch=max_batch,
-                                    pad_batches=keras.backend.backend() == "jax")
+                                    pad_batches=pad_batches)
         # Warm up now, so the first visitor does not wait for lazy initialisation.
         self.batcher.submit(np.zeros((self.height, self.width, self.channels), np.uint8)).result()
 
@@ -205,6 +238,11 @@ class ServedModel:
     # -- per request (on request threads) ---------------------------------------------------
     def decode(self, data: bytes) -> tuple[np.ndarray, dict]:
         """Check the image's header against the limits, then decode it as training does."""
+        image = self.inspect(data)
+        return self.pixels(data), image
+
+    def inspect(self, data: bytes) -> dict:
+        """The image's format and size from its header (cheap), checked against the limits."""
         if not data:
             raise RequestError(400, "The request has no image: the body (or the uploaded file) is empty.")
         try:
@@ -224,12 +262,16 @@ class ServedModel:
         if width * height > self.max_pixels:
             raise RequestError(413, f"The image is {width}x{height} = {width * height:,} pixels, more than "
                                     f"the limit of {self.max_pixels:,}: send a smaller image.")
+        return {"format": fmt, "width": width, "height": height, "bytes": len(data)}
+
+    def pixels(self, data: bytes) -> np.ndarray:
+        """The image decoded as training decoded it: uint8 (H, W, C) at the model's input size."""
         array, why = try_decode(data, (self.height, self.width), self.channels, self.resize, self.max_pixels)
         if array is None:
             if why.startswith("is corrupt or truncated"):
                 raise RequestError(422, f"The image {why}: send a complete JPEG or PNG image.")
             raise RequestError(422, f"The upload {why}: send a JPEG or PNG image.")
-        return array, {"format": fmt, "width": width, "height": height, "bytes": len(data)}
+        return array
 
     def answer(self, proba: np.ndarray) -> dict:
         """The JSON fields of one prediction (probabilities -> decision)."""
@@ -275,6 +317,8 @@ class ServedModel:
                               "scale": "in the model" if not self.scale_pixels else "1/255"},
             "metrics": self.metrics,
             "limits": {"max_bytes": self.max_bytes, "max_pixels": self.max_pixels},
+            "runtime": "onnxruntime" if isinstance(self.model, OnnxModel) else "keras",
+            "threads": self.threads,
         }
 
     def close(self) -> None:
