@@ -226,6 +226,46 @@ def test_cnnzoo_exports_it_and_onnxruntime_agrees(tmp_path):
     assert torch_nn._compute_padding_length.__name__ == "_compute_padding_length"  # restored after the export
 
 
+def _adaptive_pool(side: int) -> keras.Model:
+    inputs = keras.Input((side, side, 3), dtype="uint8", name="pixels")
+    x = keras.layers.Conv2D(4, 3, padding="same")(keras.layers.Rescaling(1 / 255)(inputs))
+    x = keras.layers.AdaptiveAveragePooling2D(6)(x)  # torchvision's AlexNet's 6x6
+    return keras.Model(inputs, keras.layers.Dense(CLASSES, activation="softmax")(keras.layers.Flatten()(x)))
+
+
+def test_stock_keras_cannot_export_adaptive_average_pooling_with_a_dynamic_batch(tmp_path):
+    """The same class of bug: when Keras fixes it, this test fails and the workaround can go."""
+    model = _adaptive_pool(13)
+    model(pixels((13, 13, 3), 1))
+    with pytest.raises(Exception, match="adaptive_avg_pool2d"):
+        model.export(str(tmp_path / "stock.onnx"), format="onnx", verbose=False)
+
+
+@pytest.mark.parametrize("side", [13, 12, 4])  # uneven and overlapping bins, even bins, fewer pixels than bins
+def test_cnnzoo_exports_adaptive_average_pooling_with_torchs_bins(side, tmp_path):
+    model, batch = _adaptive_pool(side), pixels((side, side, 3))
+    path = tmp_path / "adaptive.onnx"
+    cnnzoo.export(model, path)
+    for count in (1, 7):
+        np.testing.assert_allclose(run_onnx(path, batch[:count]), keras_out(model, batch[:count]), rtol=0,
+                                   atol=TOLERANCE)
+    from keras.src.backend.torch import nn as torch_nn
+
+    assert torch_nn.adaptive_average_pool.__name__ == "adaptive_average_pool"
+    assert torch_nn.adaptive_average_pool.__module__ == "keras.src.backend.torch.nn"  # restored
+
+
+def test_the_pooling_matrices_are_torchs_adaptive_bins():
+    import torch
+
+    from cnnzoo.backends.onnx_export import pooling_matrix
+
+    x = torch.randn(2, 3, 13, 5)
+    expected = torch.nn.functional.adaptive_avg_pool2d(x, (6, 7))
+    got = pooling_matrix(13, 6) @ x @ pooling_matrix(5, 7).T
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
 def _augmenting() -> keras.Model:
     """A run's shape: Keras' random augmentation in front, a batch norm after it."""
     inputs = keras.Input((8, 8, 3), dtype="uint8", name="pixels")

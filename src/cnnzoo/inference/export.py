@@ -16,8 +16,9 @@ Keras' own exporter (`model.export(format="onnx")`) does the work. Where it fall
 - it refuses a Functional model that has not been called yet ("The model provided has never
   called"), although a Functional model knows its input signature: one forward pass first;
 - on the PyTorch backend, "same" max-pooling with a symmetric padding cannot be traced with a
-  dynamic batch: `cnnzoo.backends.onnx_export.static_same_padding` (keras-team/keras#22102's
-  class of bug; tests/test_export.py shows stock Keras failing);
+  dynamic batch, nor can adaptive average pooling (torchvision's AlexNet):
+  `cnnzoo.backends.onnx_export.exporting` (keras-team/keras#22102's class of bug;
+  tests/test_export.py shows stock Keras failing at both);
 - it exports the dtype policy the model has (it documents float32 only): mixed-precision
   layers are rebuilt as float32 with the same weights;
 - it names the output after a graph node ("137") with a batch dimension of its own
@@ -192,10 +193,10 @@ def _policies_to_float32(config) -> bool:
 
 # -- the ONNX file ---------------------------------------------------------------------------
 def _trace(graph: keras.Model, path: Path) -> None:
-    from cnnzoo.backends.onnx_export import static_same_padding
+    from cnnzoo.backends.onnx_export import exporting
 
     graph(np.zeros((1, *input_geometry(graph)), np.uint8))  # Keras exports only a model that has been called
-    with warnings.catch_warnings(), static_same_padding():
+    with warnings.catch_warnings(), exporting():
         warnings.simplefilter("ignore")  # the tracer's warnings; the export is checked numerically instead
         graph.export(str(path), format="onnx", verbose=False)
 
