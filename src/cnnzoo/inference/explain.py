@@ -309,8 +309,8 @@ def explain(model, images, class_index=None, *, method: str = "gradcam", layer: 
     layer = layer or default_layer(model)
     probe = explainer(model, [layer])
     proba, chosen, (activation,), (gradient,), _ = probe.gradients(x, class_index)
-    maps = gradcam_from(activation, gradient)
-    return Explanation(method, layer, upsample(maps, size), proba, chosen)
+    maps = _unit_max(upsample(gradcam_from(activation, gradient), size))  # the peak stays 1 after resizing
+    return Explanation(method, layer, maps, proba, chosen)
 
 
 def gradcam(model, images, class_index=None, *, layer: str | None = None) -> np.ndarray:
