@@ -58,6 +58,17 @@ class ImageInfo(BaseModel):
     bytes: int
 
 
+class Explanation(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    method: Literal["gradcam", "saliency"]
+    layer: str | None = Field(None, description="Grad-CAM's feature map.")
+    class_: str = Field(alias="class", description="The class explained: the one the answer reports.")
+    index: int
+    probability: float
+    image: str = Field(description="The model's input with the heat map over it, a PNG data URL.")
+    heatmap: str = Field(description="The map alone, 8-bit grey (255 = strongest), a PNG data URL.")
+
+
 class Prediction(BaseModel):
     model: ModelRef
     classes: list[str]
@@ -73,17 +84,6 @@ class Prediction(BaseModel):
     preview: str | None = Field(None, description="With ?preview=true: the model's input as a PNG data URL.")
     explanation: Explanation | None = Field(None, description="With ?explain=true: what the decision looked at.")
     elapsed_ms: float
-
-
-class Explanation(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-    method: Literal["gradcam", "saliency"]
-    layer: str | None = Field(None, description="Grad-CAM's feature map.")
-    class_: str = Field(alias="class", description="The class explained: the one the answer reports.")
-    index: int
-    probability: float
-    image: str = Field(description="The model's input with the heat map over it, a PNG data URL.")
-    heatmap: str = Field(description="The map alone, 8-bit grey (255 = strongest), a PNG data URL.")
 
 
 class ErrorBody(BaseModel):
@@ -290,6 +290,7 @@ def _prediction_route(app: FastAPI, served: ServedModel, counters: _Counters) ->
         started = time.perf_counter()
         data = await _image_bytes(request, served.max_bytes)
         array, image = await anyio.to_thread.run_sync(served.decode, data, limiter=decode_slots)
+        explain = explain and served.explains
         future = served.batcher.submit(array, explain=explain)
         try:
             row = await asyncio.wait_for(asyncio.wrap_future(future), ANSWER_TIMEOUT_S)

@@ -214,7 +214,13 @@ class ServedModel:
         # Warm up now, so the first visitor does not wait for lazy initialisation.
         blank = np.zeros((self.height, self.width, self.channels), np.uint8)
         self.batcher.submit(blank).result()
-        self.batcher.submit(blank, explain=True).result()
+        self.explains = True
+        try:
+            self.batcher.submit(blank, explain=True).result()
+        except Exception as error:  # noqa: BLE001 - answers without maps beat no door at all
+            self.explains = False
+            warnings.warn(f"{path} is served without heat maps: explaining its answers failed ({error}).",
+                          stacklevel=2)
 
     # -- inference (only ever called on the batcher's thread) -------------------------------
     def forward(self, batch: np.ndarray) -> np.ndarray:
@@ -323,6 +329,7 @@ class ServedModel:
                               "scale": "in the model" if not self.scale_pixels else "1/255"},
             "metrics": self.metrics,
             "limits": {"max_bytes": self.max_bytes, "max_pixels": self.max_pixels},
+            "explanation": {"method": self.explain_method, "layer": self.explain_layer} if self.explains else None,
         }
 
     def close(self) -> None:
