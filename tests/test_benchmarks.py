@@ -156,4 +156,4 @@ def test_explain_speed_times_predict_gradcam_and_saliency():
     result = explain_speed.child("happy", 2)
     assert result["layer"] == "max_pool" and result["repeats"] == 2
     assert all(result[f"{name}{kind}"] > 0 for name in ("gradcam", "saliency", "predict") for kind in ("_s", "_first_s"))
-    assert f"| happy 64x64 | max_pool | {result['threads']} |" in explain_speed.table([result], "note")
+    assert f"| happy 64x64 | max_pool | {result['threads']} | on |" in explain_speed.table([result], "note")

@@ -31,6 +31,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from cnnzoo.backends import torch_speed
 from cnnzoo.backends.gradients import grad
 from cnnzoo.errors import UserError
 from cnnzoo.models.layers import image_dims
@@ -167,9 +168,14 @@ class Explainer:
 
     `run(images)` gives the logits and the tapped activations; `gradients(images, classes)`
     the class scores' gradients with respect to the tapped activations and the images.
+    On PyTorch it installs cnnzoo's fixes to Keras' torch backend, as training does
+    (`cnnzoo.backends.torch_speed`, the same results to float32 rounding); most of their gain
+    (2x for a ResNet-50 Grad-CAM on a CPU, docs/benchmarks-explain.md) is in models built or
+    loaded after `torch_speed.apply()`, which `cnnzoo explain` and `cnnzoo serve` call first.
     """
 
     def __init__(self, model: keras.Model, layers=()):
+        torch_speed.apply()
         self.model = model
         main = main_path(model)
         self.layers = [find_layer(model, name) for name in layers]
