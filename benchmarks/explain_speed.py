@@ -33,7 +33,7 @@ TARGET_S = 1.0  # the issue's bound for one Grad-CAM
 
 def child(model_name: str, repeats: int) -> dict:
     """Time predict, Grad-CAM and saliency in this process; returns seconds."""
-    import cnnzoo  # noqa: F401  (chooses the backend before keras loads)
+    import cnnzoo  # noqa: F401, I001  (chooses the backend before keras loads)
     import keras
     import numpy as np
     from cnnzoo.backends import torch_speed
@@ -87,11 +87,11 @@ def table(results: list[dict], note: str) -> str:
             f"{r['gradcam_s'] / r['predict_s']:.1f}x | {'yes' if r['gradcam_s'] < TARGET_S else 'no'} |")
     rows += [
         "",
-        "Grad-CAM is one forward pass and a backward pass from the class score down to the "
+        ("Grad-CAM is one forward pass and a backward pass from the class score down to the "
         "explained layer only (for ResNet-50 res5c_relu: the average pool and the classifier), so "
         "it costs little more than a prediction; saliency back-propagates through the whole "
         "network to the pixels. The first call clones the model with its taps (see "
-        "src/cnnzoo/inference/explain.py); `cnnzoo serve` does that at start-up.",
+        "src/cnnzoo/inference/explain.py); `cnnzoo serve` does that at start-up."),
         "",
     ]
     return "\n".join(rows)
@@ -117,7 +117,7 @@ def main(argv=None) -> None:
             env["OMP_NUM_THREADS"] = threads
         env["CNNZOO_TORCH_SPEED"] = "0" if stock else "1"
         run = subprocess.run([sys.executable, __file__, "--child", "--model", args.model, "--repeats",
-                              str(args.repeats)], env=env, capture_output=True, text=True)
+                              str(args.repeats)], env=env, capture_output=True, text=True, check=False)
         if run.returncode:
             sys.exit(f"The {setting} run failed:\n{run.stderr[-3000:]}")
         results.append(json.loads(run.stdout.strip().splitlines()[-1]))

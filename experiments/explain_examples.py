@@ -28,7 +28,7 @@ def main(argv=None) -> None:
     parser.add_argument("--sample", type=int, default=12)
     args = parser.parse_args(argv)
 
-    import cnnzoo  # noqa: F401  (chooses the backend)
+    import cnnzoo  # noqa: F401, I001  (chooses the backend before keras loads)
     from PIL import Image
 
     from cnnzoo.analysis.metrics import confident_mistakes, predict_proba

@@ -128,7 +128,7 @@ def test_saliency_is_the_largest_absolute_pixel_gradient():
 @pytest.mark.jax
 def test_a_single_sigmoid_unit_explains_class_0_with_the_negated_logit():
     model, x = tiny(classes=1, activation="sigmoid"), images(3)
-    a1, g1, proba = ex.activations_and_gradients(model, x, 1, layer="features")
+    _, g1, proba = ex.activations_and_gradients(model, x, 1, layer="features")
     _, g0, _ = ex.activations_and_gradients(model, x, 0, layer="features")
     np.testing.assert_allclose(g0, -g1, rtol=1e-6)
     np.testing.assert_allclose(proba, predict_proba(model, x), atol=1e-6)  # [1 - p, p]
@@ -348,8 +348,8 @@ def test_features_and_filters_write_their_pictures(run, photos, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--layer", "res5c"], "The model cnnzoo_happy has no layer named 'res5c': choose one of its feature maps, "
-                           "such as relu0, max_pool"),
+    (["--layer", "res5c"], ("The model cnnzoo_happy has no layer named 'res5c': choose one of its feature "
+                            "maps, such as relu0, max_pool")),
     (["--layer", "fc"], "The layer 'fc' of cnnzoo_happy has no spatial extent"),
     (["--class", "cat"], "has no class 'cat': its classes are not smiling, smiling."),
     (["--method", "lime"], "Unknown method 'lime': choose one of gradcam, saliency."),

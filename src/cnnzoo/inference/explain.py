@@ -176,7 +176,6 @@ class Explainer:
 
     def __init__(self, model: keras.Model, layers=()):
         torch_speed.apply()
-        self.model = model
         main = main_path(model)
         self.layers = [find_layer(model, name) for name in layers]
         self.taps = [_Tap(name=f"cnnzoo_tap_{layer.name}") for layer in self.layers]
