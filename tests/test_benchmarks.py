@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import data_workers  # benchmarks/, on the path through conftest.py
+import explain_speed
 import keras
 import pytest
 import time_to_accuracy
@@ -149,3 +150,10 @@ def test_the_data_workers_benchmark_times_each_way_and_a_device_that_needs_no_ho
     assert all(r["steps_measured"] > 0 and r["images_per_s"] > 0 for r in report["results"])
     assert all(r["step_ms_median"] >= 5 for r in report["results"][3:])  # the simulated device's time
     assert "| device_probe + 5 ms device | workers |" in output.read_text()
+
+
+def test_explain_speed_times_predict_gradcam_and_saliency():
+    result = explain_speed.child("happy", 2)
+    assert result["layer"] == "max_pool" and result["repeats"] == 2
+    assert all(result[f"{name}{kind}"] > 0 for name in ("gradcam", "saliency", "predict") for kind in ("_s", "_first_s"))
+    assert f"| happy 64x64 | max_pool | {result['threads']} | on |" in explain_speed.table([result], "note")

@@ -224,6 +224,48 @@ def test_preview_is_the_image_the_model_sees(client, faces):
     np.testing.assert_array_equal(seen, read_image(path, (64, 64), 3))  # decoded as training does
 
 
+def png_array(data_url: str) -> np.ndarray:
+    prefix = "data:image/png;base64,"
+    assert data_url.startswith(prefix)
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url[len(prefix):]))))
+
+
+def test_explain_adds_a_heat_map_of_the_decision(client, faces, sigmoid_run):
+    """?explain=true: the same answer plus Grad-CAM of the class the answer reports, the map
+    equal to cnnzoo.explain's on the same decoded pixels."""
+    import cnnzoo.explain
+
+    model = keras.saving.load_model(sigmoid_run / "model.keras")
+    for path, data in faces:
+        plain = post_file(client, data).json()
+        body = post_file(client, data, params={"explain": "true"}).json()
+        assert body["probabilities"] == plain["probabilities"] and body["door"] == plain["door"]
+        explanation = body["explanation"]
+        assert (explanation["method"], explanation["layer"]) == ("gradcam", "max_pool")
+        assert explanation["class"] == body["prediction"]["class"]
+        assert explanation["probability"] == body["prediction"]["probability"]
+        assert png_array(explanation["image"]).shape == (64, 64, 3)
+        heat = png_array(explanation["heatmap"])
+        expected = cnnzoo.explain.gradcam(model, read_image(path, (64, 64), 3)[None], explanation["index"])[0]
+        assert heat.shape == (64, 64) and heat.max() == 255
+        np.testing.assert_allclose(heat / 255.0, expected, atol=1 / 255 + 1e-6)
+    assert "explanation" not in plain
+    assert client.get("/model").json()["explanation"] == {"method": "gradcam", "layer": "max_pool"}
+
+
+def test_the_heat_map_explains_the_doors_decision_not_the_top_class(sigmoid_run, faces):
+    with TestClient(create_app(sigmoid_run, threshold=0.01)) as c:  # the door opens for anyone
+        for _, data in faces:
+            body = post_file(c, data, params={"explain": "true"}).json()
+            assert body["door"] == "open" and body["explanation"]["class"] == "smiling"
+            assert body["explanation"]["probability"] == body["p_happy"]
+
+
+def test_a_softmax_model_explains_its_top_class(softmax_client, faces):
+    body = post_file(softmax_client, faces[0][1], params={"explain": "1"}).json()
+    assert body["explanation"]["class"] == body["top"][0]["class"]
+
+
 def test_a_large_photo_is_resized_like_training(client, tmp_path):
     rng = np.random.default_rng(1)
     photo = rng.integers(0, 255, (1200, 900, 3), dtype=np.uint8)
@@ -391,6 +433,34 @@ def test_micro_batcher_batches_waiting_requests_and_keeps_their_order():
     batcher.close()
     with pytest.raises(served_model.RequestError, match="shutting down"):
         batcher.submit(np.zeros((2, 2, 1)))
+
+
+def test_micro_batcher_answers_explain_jobs_with_their_own_function_in_the_same_batch():
+    gate, busy = threading.Event(), threading.Event()
+    calls = []
+
+    def forward(batch):
+        calls.append(("forward", len(batch)))
+        busy.set()
+        gate.wait(5)
+        return batch.reshape(len(batch), -1)[:, :1]
+
+    def explain(batch):
+        calls.append(("explain", len(batch)))
+        return [("explained", float(row.ravel()[0])) for row in batch]
+
+    batcher = MicroBatcher(forward, max_batch=8, explain=explain)
+    first = batcher.submit(np.full((1,), -1.0))  # holds the worker while the rest queue up
+    assert busy.wait(5)
+    futures = [batcher.submit(np.full((1,), float(k)), explain=k % 2 == 1) for k in range(6)]
+    gate.set()
+    first.result(5)
+    results = [f.result(5) for f in futures]
+    assert [r == ("explained", float(k)) if k % 2 else float(r[0]) == k for k, r in enumerate(results)] == [True] * 6
+    assert calls[1:] == [("forward", 3), ("explain", 3)]
+    batcher.close()
+    with pytest.raises(served_model.RequestError, match="does not explain"):
+        MicroBatcher(forward).submit(np.zeros(1), explain=True)
 
 
 def test_a_failing_forward_pass_fails_only_its_batch():

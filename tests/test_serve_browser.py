@@ -2,7 +2,7 @@
 chromium-driver, driven by Selenium) against `cnnzoo serve` on loopback.
 
 It uploads a real face from the smiles data and reads the rendered answer (the 64x64
-image the model saw, the probability, the door), saves a screenshot as a test artifact
+image the model saw, the heat map of what decided it, the probability, the door), saves a screenshot as a test artifact
 ($CNNZOO_TEST_ARTIFACTS, default: pytest's temporary folder), uploads a non-image and
 reads the error, takes a photo with Chromium's fake camera, and shows a softmax model's
 top classes.
@@ -116,7 +116,8 @@ def test_upload_a_face_see_the_door_and_save_a_screenshot(browser, files, artifa
     run = tiny_run("sigmoid", tmp_path_factory)
     with serving(create_app(run)) as url:
         face = files["face"]
-        expected = httpx.post(url + "/predict", files={"file": (face.name, face.read_bytes(), "image/jpeg")}).json()
+        expected = httpx.post(url + "/predict", params={"explain": "true"},
+                              files={"file": (face.name, face.read_bytes(), "image/jpeg")}).json()
         _open(browser, url, run.name)
         assert "classes: not smiling, smiling" in _text(browser, "model-line")
         assert "test accuracy" in _text(browser, "model-line")
@@ -132,6 +133,12 @@ def test_upload_a_face_see_the_door_and_save_a_screenshot(browser, files, artifa
         seen = browser.execute_script("const i = document.getElementById('model-view');"
                                       "return [i.complete, i.naturalWidth, i.naturalHeight];")
         assert seen == [True, 64, 64]
+        heatmap = browser.find_element(By.ID, "heatmap")  # what decided it, next to the answer
+        assert heatmap.is_displayed() and heatmap.get_attribute("src") == expected["explanation"]["image"]
+        assert browser.execute_script("const i = document.getElementById('heatmap');"
+                                      "return [i.complete, i.naturalWidth, i.naturalHeight];") == [True, 64, 64]
+        assert _text(browser, "heatmap-caption") == (f"what decided \u201c{expected['explanation']['class']}\u201d "
+                                                     "(Grad-CAM at max_pool; red: strongest)")
         assert browser.find_element(By.ID, "photo").is_displayed()
         assert f"for {face.name}" in _text(browser, "status")
         assert not browser.find_element(By.ID, "error").is_displayed()
@@ -185,3 +192,5 @@ def test_a_softmax_model_shows_its_top_classes(browser, files, tmp_path_factory)
         rows = browser.find_elements(By.CSS_SELECTOR, "#top-classes li .class-name")
         assert [r.text for r in rows] == [c["class"] for c in expected["top"]]
         assert sorted(r.text for r in rows) == ["circle", "square", "star"]
+        assert browser.find_element(By.ID, "heatmap").is_displayed()
+        assert f"\u201c{expected['top'][0]['class']}\u201d" in _text(browser, "heatmap-caption")

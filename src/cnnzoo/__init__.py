@@ -33,14 +33,20 @@ _EXPORTS = {
 }
 
 
+# Public submodules, also loaded on first use: `cnnzoo.explain.gradcam(model, images, k)`.
+_SUBMODULES = ("explain",)
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"cnnzoo.{name}")
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'cnnzoo' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted([*globals(), *_EXPORTS])
+    return sorted([*globals(), *_EXPORTS, *_SUBMODULES])
 
 
-__all__ = ["UserError", "__version__", *_EXPORTS]
+__all__ = ["UserError", "__version__", *_EXPORTS, *_SUBMODULES]

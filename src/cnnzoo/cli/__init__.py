@@ -58,9 +58,9 @@ def _options(
 
 
 # The command modules, each adding its commands with `register(app)`.
-from cnnzoo.cli import cost, data, models, serve, study, train, weights  # noqa: E402
+from cnnzoo.cli import cost, data, explain, models, serve, study, train, weights  # noqa: E402
 
-for _module in (cost, data, models, serve, study, train, weights):
+for _module in (cost, data, models, train, explain, serve, study, weights):
     _module.register(app)
 
 

@@ -1,7 +1,8 @@
 """The Happy House door as a web service: `create_app(model)` -> a FastAPI app.
 
     GET  /          the page (static files of this package; no build step, no CDN)
-    POST /predict   an image (multipart field `file`, or a raw image/* body) -> JSON
+    POST /predict   an image (multipart field `file`, or a raw image/* body) -> JSON;
+                    ?explain=true adds a Grad-CAM heat map of the decision
     GET  /model     what is served: architecture, input shape, classes, its run's metrics
     GET  /health    liveness and counters
     GET  /openapi.json
@@ -62,6 +63,17 @@ class ImageInfo(BaseModel):
     bytes: int
 
 
+class Explanation(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    method: Literal["gradcam", "saliency"]
+    layer: str | None = Field(None, description="Grad-CAM's feature map.")
+    class_: str = Field(alias="class", description="The class explained: the one the answer reports.")
+    index: int
+    probability: float
+    image: str = Field(description="The model's input with the heat map over it, a PNG data URL.")
+    heatmap: str = Field(description="The map alone, 8-bit grey (255 = strongest), a PNG data URL.")
+
+
 class Prediction(BaseModel):
     model: ModelRef
     classes: list[str]
@@ -75,6 +87,7 @@ class Prediction(BaseModel):
     positive_class: str | None = None
     image: ImageInfo
     preview: str | None = Field(None, description="With ?preview=true: the model's input as a PNG data URL.")
+    explanation: Explanation | None = Field(None, description="With ?explain=true: what the decision looked at.")
     elapsed_ms: float
 
 
@@ -317,7 +330,9 @@ def _prediction_route(app: FastAPI, served: ServedModel, counters: _Counters) ->
               summary="Is the person happy? Class probabilities of one image",
               responses=ERRORS, openapi_extra=PREDICT_BODY)
     async def predict(request: Request,
-                      preview: bool = Query(False, description="Include the model's input as a PNG data URL.")):
+                      preview: bool = Query(False, description="Include the model's input as a PNG data URL."),
+                      explain: bool = Query(False, description="Include a heat map of what decided the class "
+                                                               "(Grad-CAM), as PNG data URLs.")):
         started = time.perf_counter()
         data = await _image_bytes(request, served.max_bytes)
         image = served.inspect(data)  # the header only: refuses pixel bombs before decoding
@@ -325,13 +340,17 @@ def _prediction_route(app: FastAPI, served: ServedModel, counters: _Counters) ->
             array = served.pixels(data)
         else:
             array = await anyio.to_thread.run_sync(served.pixels, data, limiter=decode_slots)
-        future = served.batcher.submit(array)
+        explain = explain and served.explains
+        future = served.batcher.submit(array, explain=explain)
         try:
-            proba = await asyncio.wait_for(asyncio.wrap_future(future), ANSWER_TIMEOUT_S)
+            row = await asyncio.wait_for(asyncio.wrap_future(future), ANSWER_TIMEOUT_S)
         except asyncio.TimeoutError:
             raise RequestError(503, f"The model did not answer within {ANSWER_TIMEOUT_S:.0f} s: "
                                     "try again.") from None
+        proba = row[0] if explain else row
         result = served.answer(proba)
+        if explain:
+            result["explanation"] = served.explanation(array, *row)
         result["model"] = {"name": served.name, "version": served.version, "architecture": served.architecture}
         result["image"] = image
         if preview:

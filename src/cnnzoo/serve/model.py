@@ -32,7 +32,7 @@ from cnnzoo._io import resolve_model_path
 from cnnzoo.analysis.metrics import check_classes, class_probabilities
 from cnnzoo.datasets.images import MAX_PIXELS, try_decode
 from cnnzoo.errors import UserError
-from cnnzoo.inference.onnx_model import OnnxModel
+from cnnzoo.inference.onnx_model import OnnxModel, is_onnx
 from cnnzoo.inference.predict import (
     class_names,
     input_geometry,
@@ -56,10 +56,15 @@ class RequestError(Exception):
 
 
 class MicroBatcher:
-    """One worker thread runs `forward` on whatever requests are waiting, up to `max_batch`."""
+    """One worker thread runs `forward` on whatever requests are waiting, up to `max_batch`.
 
-    def __init__(self, forward, max_batch: int = 32, pad_batches: bool = False):
+    Requests submitted with `explain=True` go, in the same micro-batch, to `explain`
+    instead (the heat maps need the model too, so they run on the same thread).
+    """
+
+    def __init__(self, forward, max_batch: int = 32, pad_batches: bool = False, explain=None):
         self._forward = forward
+        self._explain = explain
         self._max_batch = max_batch
         self._pad = pad_batches  # round batch sizes up to powers of two (few shapes for JAX)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -69,7 +74,9 @@ class MicroBatcher:
         self.batches = 0
         self.largest_batch = 0
 
-    def submit(self, x: np.ndarray) -> concurrent.futures.Future:
+    def submit(self, x: np.ndarray, *, explain: bool = False) -> concurrent.futures.Future:
+        if explain and self._explain is None:
+            raise RequestError(400, "This server does not explain its answers.")
         future: concurrent.futures.Future = concurrent.futures.Future()
         with self._lock:
             if self._closed:
@@ -77,7 +84,7 @@ class MicroBatcher:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="cnnzoo-inference", daemon=True)
                 self._thread.start()
-            self._queue.put((x, future))
+            self._queue.put((x, future, explain))
         return future
 
     def pending(self) -> int:
@@ -107,9 +114,11 @@ class MicroBatcher:
                     stop = True
                     break
                 items.append(nxt)
-            live = [(x, f) for x, f in items if f.set_running_or_notify_cancel()]
-            if live:
-                self._answer(live)
+            live = [item for item in items if item[1].set_running_or_notify_cancel()]
+            for kind, forward in ((False, self._forward), (True, self._explain)):
+                group = [(x, f) for x, f, explain in live if explain is kind]
+                if group:
+                    self._answer(group, forward)
         while True:  # anything that arrived with or after the stop signal
             try:
                 item = self._queue.get_nowait()
@@ -118,21 +127,21 @@ class MicroBatcher:
             if item is not None and item[1].set_running_or_notify_cancel():
                 item[1].set_exception(RequestError(503, "The server is shutting down: try again in a moment."))
 
-    def _answer(self, live) -> None:
+    def _answer(self, live, forward) -> None:
         batch = np.stack([x for x, _ in live])
         if self._pad:
             size = 1 << (len(batch) - 1).bit_length()
             if size > len(batch):
                 batch = np.concatenate([batch, np.repeat(batch[-1:], size - len(batch), axis=0)])
         try:
-            proba = self._forward(batch)
+            rows = forward(batch)
         except BaseException as error:  # noqa: BLE001 - every waiting request must hear of it
             for _, future in live:
                 future.set_exception(error)
             return
         self.batches += 1
         self.largest_batch = max(self.largest_batch, len(live))
-        for (_, future), row in zip(live, proba):
+        for (_, future), row in zip(live, rows):
             future.set_result(row)
 
 
@@ -171,6 +180,16 @@ def _read_metrics(folder: Path) -> dict | None:
     return summary
 
 
+def _explanation_method(model) -> tuple[str, str | None]:
+    """Grad-CAM at the family's layer, or saliency for a network without a spatial feature map."""
+    from cnnzoo.inference.explain import default_layer
+
+    try:
+        return "gradcam", default_layer(model)
+    except UserError:
+        return "saliency", None
+
+
 class ServedModel:
     """A model file or run folder, loaded once (safe mode), with its run's facts. An exported
     `.onnx` file runs on onnxruntime, and then nothing imports Keras."""
@@ -185,7 +204,13 @@ class ServedModel:
                             f"max_pixels={max_pixels!r}")
         path = resolve_model_path(model_path)
         self.path = path
-        # Safe mode unless unsafe=True; an .onnx file on `threads` onnxruntime threads.
+        # Safe mode unless unsafe=True; an .onnx file on `threads` onnxruntime threads. A Keras
+        # model's explained photo costs two passes (the answer, then its heat map); cnnzoo's torch
+        # fixes, installed before loading, make each about 2x faster (docs/benchmarks-explain.md).
+        if not is_onnx(path):
+            from cnnzoo.backends import torch_speed
+
+            torch_speed.apply()
         self.model = load_for_prediction(path, unsafe=unsafe, threads=self.threads)
         onnx = isinstance(self.model, OnnxModel)
         self.config = model_config(path, self.model)
@@ -222,18 +247,41 @@ class ServedModel:
         self.architecture = self.config.get("train", {}).get("model") or self.model.name
         self.dataset = self.config.get("train", {}).get("dataset")
         self.started = time.time()
+        # An exported file has no gradients to explain with: its door answers without heat maps.
+        self.explain_method, self.explain_layer = (None, None) if onnx else _explanation_method(self.model)
         self.batcher = MicroBatcher(self.forward, max_batch=max_batch,
-                                    pad_batches=pad_batches)
+                                    pad_batches=pad_batches, explain=None if onnx else self.forward_explained)
         # Warm up now, so the first visitor does not wait for lazy initialisation.
-        self.batcher.submit(np.zeros((self.height, self.width, self.channels), np.uint8)).result()
+        blank = np.zeros((self.height, self.width, self.channels), np.uint8)
+        self.batcher.submit(blank).result()
+        self.explains = not onnx
+        try:
+            if self.explains:
+                self.batcher.submit(blank, explain=True).result()
+        except Exception as error:  # noqa: BLE001 - answers without maps beat no door at all
+            self.explains = False
+            warnings.warn(f"{path} is served without heat maps: explaining its answers failed ({error}).",
+                          stacklevel=2)
 
     # -- inference (only ever called on the batcher's thread) -------------------------------
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, C) -> (N, K) class probabilities, as `cnnzoo predict` computes them."""
+        return class_probabilities(self.model.predict_on_batch(self._inputs(batch)), len(batch))
+
+    def forward_explained(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """(probabilities, heat map, class explained) per image: the probabilities exactly as
+        `forward` gives them, the map for the decision the answer reports."""
+        from cnnzoo.inference.explain import explain
+
+        proba = self.forward(batch)
+        decided = [self.decision(p) for p in proba]
+        maps = explain(self.model, self._inputs(batch), decided, method=self.explain_method,
+                       layer=self.explain_layer).maps
+        return list(zip(proba, maps, decided))
+
+    def _inputs(self, batch: np.ndarray) -> np.ndarray:
         x = batch.astype("float32") / 255.0 if self.scale_pixels else batch
-        if self.channels_first:
-            x = np.transpose(x, (0, 3, 1, 2))
-        return class_probabilities(self.model.predict_on_batch(x), len(batch))
+        return np.transpose(x, (0, 3, 1, 2)) if self.channels_first else x
 
     # -- per request (on request threads) ---------------------------------------------------
     def decode(self, data: bytes) -> tuple[np.ndarray, dict]:
@@ -272,6 +320,20 @@ class ServedModel:
                 raise RequestError(422, f"The image {why}: send a complete JPEG or PNG image.")
             raise RequestError(422, f"The upload {why}: send a JPEG or PNG image.")
         return array
+
+    def decision(self, proba: np.ndarray) -> int:
+        """The class the answer reports: the door's (p_happy against the threshold) or the top one."""
+        return int(proba[1] >= self.threshold) if self.sigmoid else int(np.argmax(proba))
+
+    def explanation(self, array: np.ndarray, proba: np.ndarray, heat: np.ndarray, index: int) -> dict:
+        """The JSON of one heat map: the model's input with the map over it, and the map alone
+        (8-bit grey, 255 = the strongest), both PNG data URLs at the model's input size."""
+        from cnnzoo.analysis.report import overlay
+
+        grey = np.round(np.clip(heat, 0.0, 1.0) * 255).astype(np.uint8)[:, :, None]
+        return {"method": self.explain_method, "layer": self.explain_layer, "class": self.class_names[index],
+                "index": index, "probability": round(float(proba[index]), 6),
+                "image": self.preview(overlay(array, heat)), "heatmap": self.preview(grey)}
 
     def answer(self, proba: np.ndarray) -> dict:
         """The JSON fields of one prediction (probabilities -> decision)."""
@@ -319,6 +381,7 @@ class ServedModel:
             "limits": {"max_bytes": self.max_bytes, "max_pixels": self.max_pixels},
             "runtime": "onnxruntime" if isinstance(self.model, OnnxModel) else "keras",
             "threads": self.threads,
+            "explanation": {"method": self.explain_method, "layer": self.explain_layer} if self.explains else None,
         }
 
     def close(self) -> None:

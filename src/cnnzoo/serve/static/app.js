@@ -10,6 +10,7 @@
     photo: $("photo"), photoCaption: $("photo-caption"), snapshot: $("snapshot"),
     status: $("status"), error: $("error"), answer: $("answer"),
     modelView: $("model-view"), modelViewCaption: $("model-view-caption"),
+    heatmap: $("heatmap"), heatmapFigure: $("heatmap-figure"), heatmapCaption: $("heatmap-caption"),
     sigmoidView: $("sigmoid-view"), probabilityText: $("probability-text"),
     bar: $("probability-bar"), fill: $("probability-fill"), thresholdMark: $("threshold-mark"),
     door: $("door"), doorText: $("door-text"), softmaxView: $("softmax-view"), top: $("top-classes"),
@@ -82,7 +83,7 @@
     document.body.dataset.state = "busy";
     let response, body;
     try {
-      response = await fetch("/predict?preview=true", { method: "POST", body: form });
+      response = await fetch("/predict?preview=true&explain=true", { method: "POST", body: form });
       body = await response.json().catch(() => null);
     } catch (err) {
       setStatus("No answer.");
@@ -100,6 +101,7 @@
   function render(result, filename) {
     els.answer.hidden = false;
     els.modelView.src = result.preview;
+    showExplanation(result.explanation);
     setStatus("Answered in " + result.elapsed_ms.toFixed(0) + " ms for " + filename + ".");
     if (result.door !== undefined) {
       els.sigmoidView.hidden = false;
@@ -140,6 +142,19 @@
       }));
     }
     document.body.dataset.state = "done";
+  }
+
+  // The heat map of what decided the answer (Grad-CAM: red where the evidence is strongest).
+  function showExplanation(explanation) {
+    if (!explanation) {
+      els.heatmapFigure.hidden = true;
+      return;
+    }
+    els.heatmap.src = explanation.image;
+    const how = explanation.method === "gradcam" ? "Grad-CAM at " + explanation.layer : "saliency";
+    els.heatmapCaption.textContent =
+      "what decided \u201c" + explanation["class"] + "\u201d (" + how + "; red: strongest)";
+    els.heatmapFigure.hidden = false;
   }
 
   async function startCamera() {
