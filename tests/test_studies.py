@@ -255,3 +255,22 @@ def test_transfer_starts_from_a_published_checkpoint_given_with_init(tmp_path, m
     text = (tmp_path / "docs" / "STUDIES.md").read_text()
     assert "`resnet18_tv` at 64x64 started from the published checkpoint `resnet18-f37072fd.pth`" in text
     assert "--init resnet18-f37072fd.pth --model resnet18_tv --image-size 64" in text  # the command that made it
+
+
+def test_robustness_screens_every_candidate_on_validation_and_marks_one_chosen(tmp_path):
+    """The screen phase on smiles (HappyModel): a row per candidate augmentation with its
+    validation and test robustness, one chosen, and each run's metrics recorded."""
+    robustness = script("robustness")
+    docs = tmp_path / "docs"
+    robustness.main(["--phase", "screen", "--datasets", "smiles", "--seeds", "1", "--epochs", "1",
+                     "--train-fraction", "0.05", "--docs", str(docs), "--runs", str(tmp_path / "runs")])
+    section = re.search("<!-- robustness:start -->(.*)<!-- robustness:end -->", (docs / "RESULTS.md").read_text(), re.S)
+    assert section
+    rows = table_rows(section.group(1))
+    assert [row.split(" | ")[0].removeprefix("| ").removesuffix(" **(chosen)**") for row in rows] == list(
+        robustness.CANDIDATES["smiles"])
+    assert sum("**(chosen)**" in row for row in rows) == 1
+    assert all(re.fullmatch(r"\| .+ \| (\d+\.\d% \| ){5}", row + " ") for row in rows), rows
+    records = list((docs / "runs" / "robustness").glob("*.json"))
+    assert len(records) == len(rows)
+    assert all("robustness" in json.loads(r.read_text())["validation"] for r in records)
