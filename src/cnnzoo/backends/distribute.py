@@ -78,6 +78,40 @@ def data_parallel(devices, batch_size: int):
     return keras.distribution.DataParallel(devices=available[:count]).scope(), count
 
 
+class Lockstep(keras.callbacks.Callback):
+    """Finish each step of a distribution over CPU devices before the next one is queued.
+
+    Keras' JAX loop dispatches steps asynchronously and, since 3.11, runs the batch-end
+    callbacks in a thread, so nothing makes it wait: it queues step after step, each a
+    program per device with all-reduces in it. The simulated CPU devices of a process
+    launch and run those programs on one shared thread pool, and an XLA:CPU all-reduce
+    holds its thread until every device arrives; with steps queued, the threads fill with
+    launches of later steps waiting on a device's in-flight limit while one device waits
+    in an all-reduce for a device that has no thread left, and XLA aborts after 40 s
+    (a longer timeout only waits longer). Waiting on each step's outputs keeps one step in
+    flight. GPU collectives run on device streams, so only CPU devices need it.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        _wait(logs)
+
+    def on_test_batch_end(self, batch, logs=None):
+        _wait(logs)
+
+
+def _wait(logs) -> None:
+    import jax
+
+    jax.block_until_ready([value for value in (logs or {}).values() if value is not None])
+
+
+def step_callbacks(device_count: int) -> list:
+    """What a fit over `device_count` devices needs besides cnnzoo's own: Lockstep on CPU."""
+    if device_count > 1 and keras.distribution.list_devices()[0].lower().startswith("cpu"):
+        return [Lockstep()]
+    return []
+
+
 def _require_jax(what: str) -> None:
     if keras.backend.backend() != "jax":
         raise UserError(

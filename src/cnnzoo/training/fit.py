@@ -199,6 +199,7 @@ def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbo
 
     if resume and (run / runs.LAST).exists():
         model = load_model(run / runs.LAST)  # weights and optimizer state
+        augment.allow_jit(model)
     else:
         in_memory = isinstance(data.train.x, np.ndarray)  # a streamed folder is decoded per batch
         start = transfer.read_start(config.init, arch=config.model) if config.init else None
@@ -208,6 +209,7 @@ def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbo
                                      preprocessing=start.preprocessing if start else None)
         if start:
             transfer.initialise(model, start, freeze=config.freeze)
+        augment.allow_jit(model)
         compile_for(model, config, steps=int(np.ceil(len(data.train) / config.batch_size)))
     if not resume:
         _io.write_json(run / runs.CONFIG, {
@@ -229,7 +231,8 @@ def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbo
     build_before_fit(model, batches)
     model.fit(
         batches, epochs=config.epochs, initial_epoch=done, validation_data=validation,
-        callbacks=[runs.RunRecorder(run, history, "val_accuracy" if validation else "accuracy"), *callbacks],
+        callbacks=[*distribute.step_callbacks(device_count),
+                   runs.RunRecorder(run, history, "val_accuracy" if validation else "accuracy"), *callbacks],
         verbose=verbose,
         # The batches already come in the order of (seed, epoch); Keras' own shuffle of the
         # batch order draws from Python's `random`, which a resumed session reseeds.
