@@ -233,3 +233,53 @@ def test_cli_trains_a_full_epoch_on_two_devices(tmp_path, args):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "history.csv").read_text().count("\n") == 2  # header and the one epoch
     assert _steps(out) == 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.jax
+def test_two_processes_train_as_one_and_only_process_0_writes(tmp_path):
+    """Two processes of one CPU device each, joined on loopback (gloo collectives), train the
+    run of a single process with 2 devices and the same global batch."""
+    pytest.importorskip("jax")
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 8), ("test", 2)):
+        for k, name in enumerate("abc"):
+            (tmp_path / "data" / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(60 * k + rng.integers(0, 90, (16, 16, 3)), 0, 255).astype("uint8")
+                Image.fromarray(pixels).save(tmp_path / "data" / split / name / f"{i}.png")
+    common = ["happy", "--dataset", f"folder:{tmp_path / 'data'}", "--epochs", "2", "--batch-size", "8", "--seed", "3",
+              "--validation", "0", "--robustness-images", "0"]
+    import cnnzoo
+
+    port = _free_port()
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", XLA_FLAGS="",
+               CNNZOO_HOME=str(tmp_path / "home"), PYTHONPATH=str(Path(cnnzoo.__file__).parents[1]))
+    workers = [subprocess.Popen([sys.executable, "-c", "from cnnzoo.cli import main; main()", "train", *common,
+                                 "--out", str(tmp_path / "job"), "--coordinator", f"127.0.0.1:{port}",
+                                 "--num-processes", "2", "--process-id", str(i)],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+               for i in (0, 1)]
+    try:
+        outputs = [w.communicate(timeout=300) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    assert [w.returncode for w in workers] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert "process 1 of 2: trained; process 0 writes" in outputs[1][0]
+    assert (tmp_path / "job" / "metrics.json").exists()
+    one = _cli([*common, "--devices", "2", "--out", str(tmp_path / "single")], tmp_path, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert _relative_difference(_weights(tmp_path / "single"), _weights(tmp_path / "job")) < 1e-4
+    # Process 1 wrote nothing: the only files in tmp_path are process 0's run, the single run, data, home.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "home", "job", "single"]

@@ -48,7 +48,38 @@ def initialize_hosts(coordinator: str | None, num_processes: int | None, process
         top = f"between 0 and {num_processes - 1}" if num_processes else "at least 0"
         raise UserError(f"--process-id must be {top} (0 is the coordinator). Received: --process-id {process_id}")
     _require_jax("Multi-host training")
+    import jax
+
+    # CPU devices of different processes reach each other over gloo (TCP); without it, XLA:CPU
+    # has no collectives across processes. GPU and TPU clients ignore this setting.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    address = coordinator or os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES", "").split(",")[0]
+    pid = process_id if process_id is not None else int(os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID", "0") or 0)
+    if pid == 0 and address:
+        _check_port_free(address)
     keras.distribution.initialize(coordinator, num_processes, process_id)
+
+
+def _check_port_free(address: str) -> None:
+    """Process 0 hosts the coordinator at `address`: a port already taken is one sentence."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    with socket.socket() as probe:
+        try:
+            probe.bind((host.strip("[]") or "0.0.0.0", int(port)))
+        except (OSError, ValueError) as error:
+            raise UserError(f"Cannot host the coordinator at {address} ({getattr(error, 'strerror', None) or error}): "
+                            "choose a free port with --coordinator HOST:PORT.") from None
+
+
+def process() -> tuple[int, int]:
+    """(index, count) of this process in its job; (0, 1) outside a multi-process job."""
+    if keras.backend.backend() != "jax":
+        return 0, 1
+    import jax
+
+    return jax.process_index(), jax.process_count()
 
 
 def data_parallel(devices, batch_size: int):
@@ -58,11 +89,15 @@ def data_parallel(devices, batch_size: int):
     single-device path stays exactly as it is.
     """
     devices = parse_devices(devices)
-    if devices == 1:
+    processes = process()[1]
+    if devices == 1 and processes == 1:
         return contextlib.nullcontext(), 1
     _require_jax("Multi-device training")
     available = keras.distribution.list_devices()
-    count = len(available) if devices == "all" else devices
+    if processes > 1 and devices not in (1, "all", len(available)):
+        raise UserError(f"A job of {processes} processes trains on all its {len(available)} devices: leave out "
+                        f"--devices or give --devices all. Received: --devices {devices}")
+    count = len(available) if devices == "all" or processes > 1 else devices
     if count > len(available):
         raise UserError(
             f"--devices {count} asks for more devices than the {len(available)} visible "
@@ -75,7 +110,10 @@ def data_parallel(devices, batch_size: int):
         )
     if count == 1:
         return contextlib.nullcontext(), 1
-    return keras.distribution.DataParallel(devices=available[:count]).scope(), count
+    # Keras shards only tf.data datasets per process; cnnzoo's batches give each process its
+    # own share themselves (ArrayBatches' `part`), so Keras must take them as they are.
+    distribution = keras.distribution.DataParallel(devices=available[:count], auto_shard_dataset=False)
+    return distribution.scope(), count
 
 
 class Lockstep(keras.callbacks.Callback):

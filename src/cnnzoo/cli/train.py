@@ -75,6 +75,10 @@ def train(**options) -> None:
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: finished epochs are saved; continue with --resume.")
             raise typer.Exit(130) from None
+        if metrics["test"] is None:  # a process other than 0 of a multi-process job
+            console.print(f"process {metrics['process']} of {metrics['processes']}: trained; process 0 writes "
+                          f"{metrics['run']}")
+            continue
         _print_metrics(metrics["test"], f"test ({metrics['test']['images']} images)")
         console.print(f"run folder: {metrics['run']}")
         folders.append(metrics["run"])
