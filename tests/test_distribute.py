@@ -267,33 +267,42 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.jax
-def test_two_processes_train_as_one_and_only_process_0_writes(tmp_path):
-    """Two processes of one CPU device each, joined on loopback (gloo collectives), train the
-    run of a single process with 2 devices and the same global batch."""
-    pytest.importorskip("jax")
+def _tiny_folder(tmp_path: Path) -> str:
+    """24 training images of 3 classes (16x16): three global batches of 8."""
     import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(0)
     for split, count in (("train", 8), ("test", 2)):
         for k, name in enumerate("abc"):
-            (tmp_path / "data" / split / name).mkdir(parents=True)
+            (tmp_path / "data" / split / name).mkdir(parents=True, exist_ok=True)
             for i in range(count):
                 pixels = np.clip(60 * k + rng.integers(0, 90, (16, 16, 3)), 0, 255).astype("uint8")
                 Image.fromarray(pixels).save(tmp_path / "data" / split / name / f"{i}.png")
-    common = ["happy", "--dataset", f"folder:{tmp_path / 'data'}", "--epochs", "2", "--batch-size", "8", "--seed", "3",
-              "--validation", "0", "--robustness-images", "0"]
+    return f"folder:{tmp_path / 'data'}"
+
+
+def _workers(args, tmp_path: Path) -> list:
+    """Processes 0 and 1 of a job training `args`, joined on a free loopback port."""
     import cnnzoo
 
     port = _free_port()
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", XLA_FLAGS="",
                CNNZOO_HOME=str(tmp_path / "home"), PYTHONPATH=str(Path(cnnzoo.__file__).parents[1]))
-    workers = [subprocess.Popen([sys.executable, "-c", "from cnnzoo.cli import main; main()", "train", *common,
-                                 "--out", str(tmp_path / "job"), "--coordinator", f"127.0.0.1:{port}",
-                                 "--num-processes", "2", "--process-id", str(i)],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-               for i in (0, 1)]
+    return [subprocess.Popen([sys.executable, "-c", "from cnnzoo.cli import main; main()", "train", *args,
+                              "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+            for i in (0, 1)]
+
+
+@pytest.mark.jax
+def test_two_processes_train_as_one_and_only_process_0_writes(tmp_path):
+    """Two processes of one CPU device each, joined on loopback (gloo collectives), train the
+    run of a single process with 2 devices and the same global batch."""
+    pytest.importorskip("jax")
+    common = ["happy", "--dataset", _tiny_folder(tmp_path), "--epochs", "2", "--batch-size", "8", "--seed", "3",
+              "--validation", "0", "--robustness-images", "0"]
+    workers = _workers([*common, "--out", str(tmp_path / "job")], tmp_path)
     try:
         outputs = [w.communicate(timeout=300) for w in workers]
     finally:
@@ -307,3 +316,43 @@ def test_two_processes_train_as_one_and_only_process_0_writes(tmp_path):
     assert _relative_difference(_weights(tmp_path / "single"), _weights(tmp_path / "job")) < 1e-4
     # Process 1 wrote nothing: the only files in tmp_path are process 0's run, the single run, data, home.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "home", "job", "single"]
+
+
+@pytest.mark.jax
+def test_a_process_killed_mid_epoch_ends_the_other_in_one_sentence_and_resume_continues(tmp_path):
+    """Process 1 killed while the job trains: process 0 sees its gloo collective fail, says so
+    in one sentence and exits at once (JAX's exit hook would wait in a shutdown barrier, then
+    abort with a native trace); --resume on both continues from the last finished epoch."""
+    import time
+
+    pytest.importorskip("jax")
+    args = ["happy", "--dataset", _tiny_folder(tmp_path), "--epochs", "8", "--batch-size", "2", "--validation", "0",
+            "--robustness-images", "0", "--out", str(tmp_path / "job")]
+    workers = _workers(args, tmp_path)
+    history = tmp_path / "job" / "history.csv"
+    try:
+        started = time.monotonic()
+        while not (history.exists() and history.read_text().count("\n") >= 2) and time.monotonic() - started < 180:
+            time.sleep(0.1)  # the first epoch is finished and saved
+        workers[1].kill()
+        killed = time.monotonic()
+        _, err = workers[0].communicate(timeout=90)
+        ended = time.monotonic() - killed
+    finally:
+        for w in workers:
+            w.kill()
+    assert ended < 60
+    assert workers[0].returncode == 1, err[-3000:]
+    finished = history.read_text().count("\n") - 1
+    assert 1 <= finished < 8
+    assert err.strip().splitlines() == [err.strip()]
+    assert err.startswith("error: process 0 of 2 lost another process of the job (")
+    assert err.strip().endswith(f"finished epochs are saved in {tmp_path / 'job'}; restart every process with --resume.")
+    workers = _workers([*args, "--resume"], tmp_path)
+    try:
+        outputs = [w.communicate(timeout=300) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    assert [w.returncode for w in workers] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert [float(line.split(",")[0]) for line in history.read_text().splitlines()[1:]] == list(range(1, 9))
