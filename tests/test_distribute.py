@@ -74,7 +74,10 @@ SCRIPT = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def jax_two_devices(tmp_path_factory):
     root = tmp_path_factory.mktemp("dp")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    import cnnzoo
+
+    # The cnnzoo under test (a worktree's src/), not whichever copy is installed.
+    env = dict(os.environ, PYTHONPATH=str(Path(cnnzoo.__file__).parents[1]))
     env.update(KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2",
                CNNZOO_HOME=str(root / "home"), JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", SCRIPT, str(root)], env=env, capture_output=True,
