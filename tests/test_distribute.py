@@ -242,9 +242,9 @@ def test_a_coordinator_port_in_use_is_one_sentence(tmp_path):
         result = _cli(["happy", "--dataset", "signs", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
                        "--process-id", "0", "--out", str(tmp_path / "r")], tmp_path, devices=1, timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines() == [
+    assert result.stderr.strip().splitlines() == [(
         f"error: Cannot host the coordinator at 127.0.0.1:{port} (Address already in use): "
-        "choose a free port with --coordinator HOST:PORT."]
+        "choose a free port with --coordinator HOST:PORT.")]
     assert not (tmp_path / "r").exists()
 
 

@@ -76,7 +76,7 @@ HEARTBEAT_S = 30
 def _number(value) -> int | None:
     return None if value in (None, "") else int(value)
 # How a collective or the coordination service reports that another process of the job is gone.
-_PEER_LOST = re.compile(r"gloo|coordination|heartbeat|connection (reset|closed|refused)|barrier|peer", re.I)
+_PEER_LOST = re.compile(r"gloo|coordination|heartbeat|connection (reset|closed|refused)|barrier|peer", re.IGNORECASE)
 
 
 def peer_lost(error: BaseException) -> str | None:
