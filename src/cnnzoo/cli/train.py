@@ -75,6 +75,16 @@ def train(**options) -> None:
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: finished epochs are saved; continue with --resume.")
             raise typer.Exit(130) from None
+        except Exception as error:
+            if lost := distribute.peer_lost(error):
+                index, count = distribute.process()
+                distribute.abandon(f"error: process {index} of {count} lost another process of the job ({lost}): "
+                                   f"finished epochs are saved in {config.out or 'the run folder'}; restart every process with --resume.")
+            raise
+        if metrics["test"] is None:  # a process other than 0 of a multi-process job
+            console.print(f"process {metrics['process']} of {metrics['processes']}: trained; process 0 writes "
+                          f"{metrics['run']}")
+            continue
         _print_metrics(metrics["test"], f"test ({metrics['test']['images']} images)")
         console.print(f"run folder: {metrics['run']}")
         folders.append(metrics["run"])

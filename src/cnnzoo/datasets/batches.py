@@ -43,13 +43,16 @@ class ArrayBatches(keras.utils.PyDataset):
     thread); arrays are indexed in the training thread."""
 
     def __init__(self, x, y, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
-                 full_batches: bool = False, pad_to: int = 1, workers: int | None = None,
-                 max_queue_size: int | None = None):
+                 full_batches: bool = False, pad_to: int = 1, part: tuple[int, int] = (0, 1),
+                 workers: int | None = None, max_queue_size: int | None = None):
         super().__init__()
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.full_batches = full_batches  # drop the last partial batch (training)
         self.pad_to = pad_to  # pad the last batch to a multiple of this, weight 0 (evaluation)
+        # (index, count): this process's share of every global batch, rows in process order, which
+        # is how Keras assembles a global batch from the processes of a job (make_array_from_process_local_data).
+        self.part = part
         self.epoch = epoch
         self.order = self._order()
         if isinstance(x, FileImages):  # Keras' PyDataset settings, read by its data adapter
@@ -71,13 +74,14 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        x, y = self.x[chosen], _take(self.y, chosen)
         short = -len(chosen) % self.pad_to
-        if not short:
-            return x, y
         weights = np.concatenate([np.ones(len(chosen), "float32"), np.zeros(short, "float32")])
-        pad = np.zeros(short, dtype=chosen.dtype)
-        return np.concatenate([x, self.x[pad]]), _take(self.y, np.concatenate([chosen, pad])), weights
+        chosen = np.concatenate([chosen, np.zeros(short, dtype=chosen.dtype)])
+        share, count = self.part
+        mine = slice(share * len(chosen) // count, (share + 1) * len(chosen) // count)
+        chosen, weights = chosen[mine], weights[mine]
+        x, y = self.x[chosen], _take(self.y, chosen)
+        return (x, y) if not short else (x, y, weights)
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

@@ -305,6 +305,38 @@ def layers_for(names, train_images: np.ndarray | None = None) -> list[keras.laye
     return [make[name]() for name in make if name in names]
 
 
+# Keras flags these supports_jit=False for TensorFlow, whose image transforms are not XLA ops.
+# On JAX they are keras.ops (affine_transform is jax.scipy's map_coordinates) and trace like any
+# layer; left flagged, one of them makes Keras run the whole training step op by op (eager).
+JIT_SAFE_ON_JAX = (keras.layers.RandomTranslation, keras.layers.RandomZoom)
+
+
+def allow_jit(model: keras.Model) -> None:
+    """On JAX, let `model`'s training step compile into one XLA program despite those flags.
+
+    Eager steps are slow, and under data parallelism they deadlock XLA:CPU: every op of the
+    step is a program of its own with its own all-reduce, dispatched asynchronously without
+    bound, until a device's launch waits on its in-flight limit while the other device waits
+    in an all-reduce for it (docs/DISTRIBUTED.md). Call before compile, or after loading a
+    compiled model (which resolved jit_compile at load time)."""
+    if keras.backend.backend() != "jax":
+        return
+    layers = list(_layers(model))
+    for layer in layers:
+        if isinstance(layer, JIT_SAFE_ON_JAX):
+            layer.supports_jit = True
+    if model.compiled and not model.run_eagerly and all(layer.supports_jit for layer in layers):
+        model.jit_compile = True
+        model.train_function = model.test_function = model.predict_function = None
+
+
+def _layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _layers(layer)
+
+
 def _basis(train_images):
     if train_images is None:
         raise UserError("PCA colour augmentation needs the training images to compute its colour basis.")

@@ -141,6 +141,8 @@ def train(config: TrainConfig, *, resume: bool = False, verbose="auto", callback
     `callbacks` (Keras callbacks) run in `fit` after cnnzoo's own, which records the run;
     one that sets `model.stop_training` ends it early, still evaluated and written. A run that
     fails before its first file is written leaves no folder behind."""
+    if distribute.process()[0] != 0:  # in a multi-process job only process 0 writes the run folder
+        return _train_quietly(config, resume, verbose, callbacks)
     config, run = _prepare_folder(config, resume)
     created = [] if resume else _make_folder(run)
     try:
@@ -155,7 +157,18 @@ def train(config: TrainConfig, *, resume: bool = False, verbose="auto", callback
         raise
 
 
-def _train(config: TrainConfig, run: Path, resume: bool, verbose, callbacks) -> dict:
+def _train_quietly(config: TrainConfig, resume: bool, verbose, callbacks) -> dict:
+    """A process other than 0 of a job: the same steps, no files (process 0 checks the folder and
+    writes it; resuming reads the run folder, which must then be shared)."""
+    config.check()
+    run = Path(config.out or config.resolved().out)
+    config = TrainConfig(**runs.read_config(run)["train"]) if resume else config.resolved()
+    _train(config, run, resume, verbose, callbacks, write=False)
+    index, count = distribute.process()
+    return {"run": str(run), "test": None, "process": index, "processes": count}
+
+
+def _train(config: TrainConfig, run: Path, resume: bool, verbose, callbacks, write: bool = True) -> dict:
     from cnnzoo.datasets import load
 
     # Checked before the data loads, from the stored config when resuming.
@@ -175,7 +188,9 @@ def _train(config: TrainConfig, run: Path, resume: bool, verbose, callbacks) -> 
     keras.mixed_precision.set_global_policy(PRECISIONS[config.precision])
     started = time.perf_counter()
     with scope:
-        _fit(run, config, data, classes, resume, verbose, device_count, callbacks)
+        _fit(run, config, data, classes, resume, verbose, device_count, callbacks, write)
+    if not write:
+        return {}
     # Evaluation runs on one device, outside the distribution: the test set's last batch
     # need not split evenly.
     return finish_run(run, config, data, time.perf_counter() - started, device_count)
@@ -192,13 +207,14 @@ def training_subset(data, fraction: float):
 
 
 def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbose, device_count: int,
-         callbacks=()) -> None:
+         callbacks=(), write: bool = True) -> None:
     # A run stored before zero_init_residual existed (None) was built without it.
     recipe = dataclasses.replace(model_info(config.model).recipe, bn_momentum=config.bn_momentum,
                                  zero_init_residual=bool(config.zero_init_residual))
 
     if resume and (run / runs.LAST).exists():
         model = load_model(run / runs.LAST)  # weights and optimizer state
+        augment.allow_jit(model)
     else:
         in_memory = isinstance(data.train.x, np.ndarray)  # a streamed folder is decoded per batch
         start = transfer.read_start(config.init, arch=config.model) if config.init else None
@@ -208,8 +224,9 @@ def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbo
                                      preprocessing=start.preprocessing if start else None)
         if start:
             transfer.initialise(model, start, freeze=config.freeze)
+        augment.allow_jit(model)
         compile_for(model, config, steps=int(np.ceil(len(data.train) / config.batch_size)))
-    if not resume:
+    if write and not resume:
         _io.write_json(run / runs.CONFIG, {
             "train": dataclasses.asdict(config), "recipe": dataclasses.asdict(recipe),
             "class_names": list(data.class_names), "preprocessing": data.preprocessing,
@@ -221,15 +238,17 @@ def _fit(run: Path, config: TrainConfig, data, classes: int, resume: bool, verbo
     if done >= config.epochs:
         return
     batches = data.train.batches(config.batch_size, y=_targets(data.train.y, model), shuffle=True, seed=config.seed,
-                                 epoch=done, full_batches=device_count > 1)
+                                 epoch=done, full_batches=device_count > 1, part=distribute.process())
     validation = None
     if data.val is not None:
         validation = data.val.batches(config.batch_size, y=_targets(data.val.y, model), shuffle=False,
-                                      pad_to=device_count)
+                                      pad_to=device_count, part=distribute.process())
     build_before_fit(model, batches)
     model.fit(
         batches, epochs=config.epochs, initial_epoch=done, validation_data=validation,
-        callbacks=[runs.RunRecorder(run, history, "val_accuracy" if validation else "accuracy"), *callbacks],
+        callbacks=[*distribute.step_callbacks(device_count),
+                   runs.RunRecorder(run, history, "val_accuracy" if validation else "accuracy", write=write),
+                   *callbacks],
         verbose=verbose,
         # The batches already come in the order of (seed, epoch); Keras' own shuffle of the
         # batch order draws from Python's `random`, which a resumed session reseeds.

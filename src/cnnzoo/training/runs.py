@@ -119,8 +119,10 @@ def best_epoch(history: dict[str, list[float]]) -> int:
 class RunRecorder(keras.callbacks.Callback):
     """Saves last.keras, the best model.keras and history.csv at the end of every epoch."""
 
-    def __init__(self, run: Path, history: dict[str, list[float]], monitor: str = "val_accuracy"):
+    def __init__(self, run: Path, history: dict[str, list[float]], monitor: str = "val_accuracy", *,
+                 write: bool = True):
         super().__init__()
+        self.write = write  # False: a process other than 0 of a job, which writes nothing
         self.run = Path(run)
         self.history = {k: list(v) for k, v in history.items()}
         self.monitor = monitor
@@ -151,6 +153,13 @@ class RunRecorder(keras.callbacks.Callback):
 
     def _save(self, path: Path) -> None:
         """Write `path` atomically; last.keras carries the history up to this epoch inside it."""
+        if not self.write:
+            # Saving reads the job's replicated weights with a collective (a device_put that
+            # compares them across processes): every process must save when process 0 does.
+            from keras.src.saving import saving_lib
+
+            saving_lib.save_model(self.model, io.BytesIO())
+            return
         with _io.atomic_path(path, then=RESUME_HINT) as tmp:
             self.model.save(tmp)
             if path.name == LAST:
@@ -158,4 +167,6 @@ class RunRecorder(keras.callbacks.Callback):
                     archive.writestr(EMBEDDED_HISTORY, _history_csv(self.history))
 
     def _write_history(self) -> None:
+        if not self.write:
+            return
         _io.write_text(self.run / HISTORY, _history_csv(self.history), then=RESUME_HINT)
