@@ -190,8 +190,6 @@ def _batched_affine_transforms():
 
     def affine_transform(images, transform, interpolation="bilinear", fill_mode="constant", fill_value=0,
                          data_format=None):
-        import torch
-
         from keras.src.backend import standardize_data_format
         from keras.src.backend.torch.core import convert_to_tensor
 

@@ -196,7 +196,7 @@ class RandomBlur(keras.layers.Layer):
     def call(self, images, training=None):
         if not training:
             return images
-        batch, size, channels = ops.shape(images)[0], images.shape[1], images.shape[-1]
+        batch, size = ops.shape(images)[0], images.shape[1]
         u = keras.random.uniform((batch, 2), seed=self.seed_generator, dtype="float32")
         sigma = ops.maximum(self.max_sigma * size / 64 * u[:, 0], 1e-3)  # per image
         radius = int(np.ceil(2 * self.max_sigma * size / 64))
