@@ -94,7 +94,7 @@ def test_resized_crop_of_a_quarter_magnifies_a_corner_to_centre_region():
 def test_names_and_defaults():
     assert augment.parse("mirror, pca") == ("mirror", "pca")
     assert augment.parse("none") == () and augment.parse("") == ()
-    assert default_augmentations("smiles") == ("mirror", "shift")
+    assert default_augmentations("smiles") == ("mirror", "shift", "lowres")
     assert default_augmentations("signs") == ("shift",)  # a mirrored hand sign is the other hand's
     assert default_augmentations("folder:/x") == ()
     with pytest.raises(UserError, match="Unknown augmentation 'sharpen'"):

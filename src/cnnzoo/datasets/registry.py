@@ -19,6 +19,24 @@ from cnnzoo.errors import UserError
 
 
 @dataclass(frozen=True)
+class FaceCrop:
+    """How a set's images frame a face, relative to the box OpenCV's frontal-face Haar cascade
+    draws around it: the crop's side is `scale` box sides, its centre `dx`, `dy` box sides from
+    the box's centre (its aspect is the images'); `grey`: the faces were grey photos, whatever
+    channels a model reads them with. A model trained on such crops is shown faces cut from a
+    photo the same way (cnnzoo.inference.faces)."""
+
+    scale: float
+    dx: float = 0.0
+    dy: float = 0.0
+    grey: bool = False
+
+    def record(self) -> dict:
+        return {"detector": "haarcascade_frontalface_default", "scale": self.scale, "dx": self.dx, "dy": self.dy,
+                "grey": self.grey}
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """Facts about a registered dataset and the layout of its upstream archive."""
 
@@ -53,6 +71,8 @@ class DatasetSpec:
     # subject's photos are numbered consecutively (see splits.consecutive_subjects). None:
     # subjects unknown.
     subject_pattern: str | None = None
+    # The images are face crops: predict and serve find faces and frame them so (None: not faces).
+    faces: FaceCrop | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -192,9 +212,13 @@ register_dataset(DatasetSpec(
     pattern=r"SMILEs/(?P<cls>negatives|positives)/(?:negatives|positives)7/[^/]+",
     classes=("not smiling", "smiling"),
     folder_to_class={"negatives": "not smiling", "positives": "smiling"},
-    augment=("mirror", "shift"),
+    # lowres: a face 16-30 pixels across in a door camera's frame is enlarged to 64x64 (docs/SERVE.md)
+    augment=("mirror", "shift", "lowres"),
     image_size=(64, 64),
     channels=1,
+    # Measured: test crops pasted at 60-200 pixels onto noise and gradients, the cascade's boxes
+    # (200 frames, 63% found) are 1/0.80 of the crop's side; the crop's centre is 0.08 box sides below theirs.
+    faces=FaceCrop(scale=0.80, dy=0.08, grey=True),
     licence="open source project (cite the repository)",
     citation="SMILEsmileD, https://github.com/hromi/SMILEsmileD (faces from Labeled Faces in the Wild)",
 ))
