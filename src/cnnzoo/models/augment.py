@@ -366,8 +366,8 @@ def layers_for(names, train_images: np.ndarray | None = None) -> list[keras.laye
         "light": lambda: LightJitter(name="light_jitter"),
         "blur": lambda: RandomBlur(name="random_blur"),
         "noise": lambda: SensorNoise(0.03, name="sensor_noise"),
-        "lowres": lambda: LowResolution(name="low_resolution"),
         "erase": lambda: keras.layers.RandomErasing(value_range=(0, 1), name="random_erasing"),
+        "lowres": lambda: LowResolution(name="low_resolution"),  # last: the camera's resolution and JPEG
     }
     return [make[name]() for name in make if name in names]
 
