@@ -1,6 +1,7 @@
 """The door on camera-like frames: SMILEsmileD test faces pasted into larger photos.
 
     python benchmarks/door_faces.py RUN [--faces 600] [--seed 0] [--markdown docs/SERVE.md]
+                                        [--figure docs/figures/door-faces.png]
 
 Each test-split face (a 64x64 grey crop) is enlarged to 20-200 pixels across and pasted at a
 random place into a frame of 64-1024 pixels, the face filling 10-40% of the frame's area, on
@@ -9,7 +10,8 @@ a flat colour; the whole frame is then tinted (a gain per colour channel, as a c
 balance) and saved as a JPEG. The door's decision (open = smiling) is scored on the plain test
 crops and on these frames, with the face step (cnnzoo.inference.faces) and without it (the
 whole frame squeezed to the model's input), with the detection rate and the detector's time.
-`--markdown FILE` replaces the table between the markers in FILE.
+`--markdown FILE` replaces the table between the markers in FILE; `--figure PNG` draws a
+head-and-shoulders photo (scikit-image's astronaut) going through the face step.
 """
 
 from __future__ import annotations
@@ -139,6 +141,36 @@ def evaluate(run: Path, n: int, seed: int) -> dict:
             "detect_ms": (float(np.median(ms_all)), float(np.percentile(ms_all, 90))), "by_size": by_size}
 
 
+def figure(run: Path, out: Path) -> None:
+    """The astronaut with her face's box and p(smiling), and the crop the model judged."""
+    from PIL import ImageDraw
+    from skimage import data
+
+    import cnnzoo  # noqa: F401
+    from cnnzoo.analysis.metrics import predict_proba
+    from cnnzoo.inference import faces as face_step
+    from cnnzoo.inference.predict import load_for_prediction, run_config
+
+    model, pre = load_for_prediction(run), run_config(run)["preprocessing"]
+    photo = Image.fromarray(data.astronaut())
+    found, _ = face_step.find_faces(photo, face_step.face_crop("auto", pre), tuple(pre["image_size"]), pre["channels"])
+    p = predict_proba(model, np.stack([f.pixels for f in found]))[:, 1]
+    door, reason = face_step.door(list(p), [f.too_small for f in found], 0.5)
+    canvas = Image.new("RGB", (photo.width + 220, photo.height), "white")
+    canvas.paste(photo, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for k, (face, pk) in enumerate(zip(found, p)):
+        x, y, w, h = face.box
+        draw.rectangle((x, y, x + w, y + h), outline=(30, 132, 73) if pk >= 0.5 else (192, 57, 43), width=3)
+        draw.text((x, y - 14), f"{k + 1}: p(smiling) = {pk:.2f}", fill="white", stroke_width=2, stroke_fill="black")
+        crop = Image.fromarray(face.pixels[:, :, 0]).resize((192, 192), Image.Resampling.NEAREST)
+        canvas.paste(crop, (photo.width + 14, 40 + 230 * k))
+        draw.text((photo.width + 14, 40 + 230 * k + 196), f"face {k + 1}, as the model sees it", fill="black")
+    draw.text((photo.width + 14, photo.height - 40), f"door {door}:\n{reason}", fill="black")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(out)
+
+
 def markdown(result: dict, command: str) -> str:
     a = result["accuracy"]
     lines = [
@@ -169,7 +201,10 @@ def main(argv=None) -> int:
     parser.add_argument("--faces", type=int, default=600, help="test faces (one frame each)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--markdown", type=Path, help="replace the table between its markers in this file")
+    parser.add_argument("--figure", type=Path, help="draw the astronaut going through the face step (PNG)")
     args = parser.parse_args(argv)
+    if args.figure:
+        figure(args.run, args.figure)
     result = evaluate(args.run, args.faces, args.seed)
     command = "python benchmarks/door_faces.py " + " ".join(sys.argv[1:] if argv is None else argv)
     table = markdown(result, command)
