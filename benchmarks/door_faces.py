@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import platform
 import sys
 import time
@@ -174,8 +175,8 @@ def figure(run: Path, out: Path) -> None:
 def markdown(result: dict, command: str) -> str:
     a = result["accuracy"]
     lines = [
-        f"Measured with `{command}` on {platform.machine()} ({platform.processor() or platform.system()}, "
-        f"a shared 2-core machine with other jobs running), {result['n']} test faces "
+        f"Measured with `{command}` on {platform.machine()} {platform.system()}, {os.cpu_count()} cores (load "
+        f"average {result['load']:.1f} from other jobs when it started), {result['n']} test faces "
         f"({result['smiling']:.0%} smiling), one composite frame each:",
         "",
         "| images | door's accuracy without the face step | with it |",
@@ -205,8 +206,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.figure:
         figure(args.run, args.figure)
-    result = evaluate(args.run, args.faces, args.seed)
-    command = "python benchmarks/door_faces.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    load = os.getloadavg()[0]
+    result = {**evaluate(args.run, args.faces, args.seed), "load": load}
+    words = [("RUN" if word == str(args.run) else word) for word in (sys.argv[1:] if argv is None else argv)]
+    command = "python benchmarks/door_faces.py " + " ".join(words)
     table = markdown(result, command)
     print(table)
     if args.markdown:
