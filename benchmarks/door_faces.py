@@ -54,7 +54,7 @@ def background(kind: str, width: int, height: int, rng: np.random.Generator) -> 
 def composite(face: np.ndarray, rng: np.random.Generator, kind: str | None = None,
               side: int | None = None) -> tuple[bytes, tuple[int, int, int, int]]:
     """(JPEG bytes of a frame holding `face`, the face's box x, y, width, height)."""
-    side = side or int(round(np.exp(rng.uniform(np.log(20), np.log(200)))))
+    side = side or round(np.exp(rng.uniform(np.log(20), np.log(200))))
     area = side * side / rng.uniform(0.1, 0.4)
     aspect = rng.uniform(3 / 4, 4 / 3)
     width = int(np.clip(np.sqrt(area * aspect), max(64, side), 1024))
@@ -175,18 +175,18 @@ def figure(run: Path, out: Path) -> None:
 def markdown(result: dict, command: str) -> str:
     a = result["accuracy"]
     lines = [
-        f"Measured with `{command}` on {platform.machine()} {platform.system()}, {os.cpu_count()} cores (load "
-        f"average {result['load']:.1f} from other jobs when it started), {result['n']} test faces "
-        f"({result['smiling']:.0%} smiling), one composite frame each:",
+        (f"Measured with `{command}` on {platform.machine()} {platform.system()}, {os.cpu_count()} cores (load "
+         f"average {result['load']:.1f} from other jobs when it started), {result['n']} test faces "
+         f"({result['smiling']:.0%} smiling), one composite frame each:"),
         "",
         "| images | door's accuracy without the face step | with it |",
         "| --- | ---: | ---: |",
         f"| the plain 64x64 test crops | {a['crops']:.1%} | {a['crops+faces']:.1%} |",
         f"| composite frames (64-1024 px, faces 20-200 px) | {a['frames']:.1%} | {a['frames+faces']:.1%} |",
         "",
-        f"The face was found in {result['detected']:.1%} of the frames ({result['false_faces']} boxes elsewhere in "
-        f"all); {result['whole_crops']} of the {result['n']} plain crops were judged whole. The detector took "
-        f"{result['detect_ms'][0]:.0f} ms a frame (median; 90th percentile {result['detect_ms'][1]:.0f} ms).",
+        (f"The face was found in {result['detected']:.1%} of the frames ({result['false_faces']} boxes elsewhere in "
+         f"all); {result['whole_crops']} of the {result['n']} plain crops were judged whole. The detector took "
+         f"{result['detect_ms'][0]:.0f} ms a frame (median; 90th percentile {result['detect_ms'][1]:.0f} ms)."),
         "",
         "| face size (px across) | frames | door's accuracy with the face step | face found |",
         "| --- | ---: | ---: | ---: |",

@@ -129,7 +129,7 @@ def test_pasted_faces_are_cut_out_as_they_were_pasted():
 
 def test_a_frame_that_is_a_crop_is_judged_whole():
     crop = face_crops(1)[0]
-    found, count = faces.find_faces(Image.fromarray(crop[:, :, 0]), SMILES, (64, 64), 3)
+    found, _ = faces.find_faces(Image.fromarray(crop[:, :, 0]), SMILES, (64, 64), 3)
     assert [f.whole_frame for f in found] == [True] and found[0].box == (0, 0, 64, 64)
     assert np.array_equal(found[0].pixels[..., 0], crop[..., 0])
     # A larger frame of another shape is not a crop: nothing found is no face.
@@ -277,3 +277,13 @@ def test_the_benchmarks_frames_hold_the_face_where_they_say():
         assert 64 <= min(img.size) and max(img.size) <= 1024 and 20 <= w <= 200
         pasted = np.asarray(img.crop((x, y, x + w, y + h)).resize((64, 64)), dtype=float)
         assert np.corrcoef(pasted.ravel(), crop.ravel().astype(float))[0, 1] > 0.8  # tinted, still the face
+
+
+def test_an_exported_face_model_keeps_its_face_step(face_run, tmp_path, astronaut):
+    import cnnzoo
+
+    cnnzoo.export(face_run, tmp_path / "face.onnx")
+    with TestClient(create_app(tmp_path / "face.onnx")) as onnx_door:
+        assert onnx_door.get("/model").json()["faces"]["detector"] == SMILES.detector
+        body = post_file(onnx_door, encode(astronaut)).json()
+    assert len(body["faces"]) == 1 and on_eyes(body["faces"][0]["box"], ASTRONAUT_EYES)

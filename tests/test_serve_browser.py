@@ -224,7 +224,7 @@ def test_the_face_step_draws_each_face_and_its_answer(browser, tmp_path_factory)
         # On the photo where the API put it: the box's place in the displayed photo, in its pixels.
         photo = browser.find_element(By.ID, "photo").rect
         shown = boxes[0].rect
-        x, y, w, h = face["box"]
+        x, y, w, _ = face["box"]
         scale = photo["width"] / 512
         assert abs(shown["x"] - photo["x"] - x * scale) < 2 and abs(shown["y"] - photo["y"] - y * scale) < 2
         assert abs(shown["width"] - w * scale) < 2

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from cnnzoo.datasets import cache, readers, splits
-from cnnzoo.datasets.registry import dataset_info, list_datasets
 from cnnzoo.datasets.images import MAX_PIXELS, STREAM_HINT, FileImages, channels_arg, image_size_arg, resize_arg
+from cnnzoo.datasets.registry import dataset_info, list_datasets
 from cnnzoo.datasets.sources import FolderSource, Source, resolve
 from cnnzoo.errors import UserError
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from cnnzoo.datasets.images import MAX_PIXELS, MODES as PIL_MODES, read_bytes, to_array, try_open
+from cnnzoo.datasets.images import MAX_PIXELS, read_bytes, to_array, try_open
+from cnnzoo.datasets.images import MODES as PIL_MODES
 from cnnzoo.datasets.registry import FaceCrop
 from cnnzoo.errors import UserError
 

@@ -381,7 +381,7 @@ async def _answers(served: ServedModel, arrays: list, explain: bool = False) -> 
     futures = [asyncio.wrap_future(served.batcher.submit(array, explain=explain)) for array in arrays]
     try:
         return await asyncio.wait_for(asyncio.gather(*futures), ANSWER_TIMEOUT_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise RequestError(503, f"The model did not answer within {ANSWER_TIMEOUT_S:.0f} s: try again.") from None
 
 
