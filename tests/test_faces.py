@@ -266,6 +266,8 @@ def test_predict_with_the_face_step(face_run, tmp_path, astronaut):
     assert bad.exit_code == 2 and "--faces must be one of auto, on, off" in bad.output
     missing = runner.invoke(cli_app, ["predict", str(face_run), str(tmp_path / "none.jpg")])
     assert missing.exit_code == 2 and "there is no such file" in missing.output
+    serve = runner.invoke(cli_app, ["serve", str(face_run), "--faces", "maybe"])  # refused before loading
+    assert serve.exit_code == 2 and "--faces must be one of auto, on, off" in serve.output
 
 
 def test_the_benchmarks_frames_hold_the_face_where_they_say():

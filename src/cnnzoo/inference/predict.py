@@ -91,13 +91,13 @@ def load_for_prediction(model_file, arch=None, unsafe=False, input_shape=None, t
 
 
 def predict_files(model_file, images, *, arch=None, unsafe=False, input_shape=None, max_pixels=MAX_PIXELS,
-                  faces: str = "auto") -> list[dict]:
+                  faces: str = "auto", threshold: float = 0.5) -> list[dict]:
     """For each image: predicted class, its index and the probability vector; an image over
     `max_pixels` (width x height) is refused before it is decoded.
 
     With the face step (`faces`: auto follows the run's preprocessing, or on, off), each image's
     answer is its faces instead (box, probabilities, too small to judge) and, for a sigmoid model,
-    the door's decision over them (cnnzoo.inference.faces)."""
+    the door's decision over them at `threshold` (cnnzoo.inference.faces)."""
     from cnnzoo.inference import faces as face_step
 
     model = load_for_prediction(model_file, arch, unsafe, input_shape)
@@ -130,7 +130,7 @@ def predict_files(model_file, images, *, arch=None, unsafe=False, input_shape=No
         result = {"file": str(path), "faces": listed, "class_names": names, "sigmoid": sigmoid}
         if sigmoid:
             result["door"], result["reason"] = face_step.door([f["probabilities"][1] for f in listed],
-                                                              [f["too_small"] for f in listed], 0.5)
+                                                              [f["too_small"] for f in listed], threshold)
         results.append(result)
     return results
 
