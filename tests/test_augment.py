@@ -94,7 +94,7 @@ def test_resized_crop_of_a_quarter_magnifies_a_corner_to_centre_region():
 def test_names_and_defaults():
     assert augment.parse("mirror, pca") == ("mirror", "pca")
     assert augment.parse("none") == () and augment.parse("") == ()
-    assert default_augmentations("smiles") == ("mirror", "shift")
+    assert default_augmentations("smiles") == ("mirror", "shift", "lowres")
     assert default_augmentations("signs") == ("shift",)  # a mirrored hand sign is the other hand's
     assert default_augmentations("folder:/x") == ()
     with pytest.raises(UserError, match="Unknown augmentation 'sharpen'"):
@@ -114,7 +114,25 @@ def test_a_model_with_every_augmentation_saves_and_loads(tmp_path):
     np.testing.assert_allclose(_np(loaded(x, training=False)), _np(model(x, training=False)), atol=1e-6)
     assert [layer.name for layer in loaded.layers[2:-1]] == [
         "random_resized_crop", "random_crop", "random_shift", "random_zoom", "random_rotate", "random_tilt", "random_flip",
-        "background_swap", "channel_shift", "pca_color", "light_jitter", "random_blur", "sensor_noise", "random_erasing"]
+        "background_swap", "channel_shift", "pca_color", "light_jitter", "random_blur", "sensor_noise", "random_erasing",
+        "low_resolution"]
+
+
+def test_low_resolution_loses_the_fine_detail_a_small_face_lacks():
+    checks = np.indices((64, 64)).sum(axis=0) % 2  # the finest detail there is
+    smooth = np.linspace(0, 1, 64)[None, :] * np.ones((64, 1))
+    x = np.stack([checks, smooth])[:, :, :, None].astype("float32")
+    layer = augment.LowResolution(rate=1.0, seed=0)
+    assert np.array_equal(_np(layer(x)), x)  # inference: unchanged
+    out = _np(layer(x, training=True))
+    assert out.shape == x.shape and 0.0 <= out.min() and out.max() <= 1.0
+    assert out[0].std() < 0.1 * x[0].std()  # the checkerboard is gone: it had 64 pixels across, now 16-36
+    assert np.abs(out[1] - x[1]).mean() < 0.05  # a smooth ramp survives
+    # The JPEG step alone: a fine quantisation gives the image back; a coarse one blocks it.
+    fine = augment.LowResolution(max_step=1e-3)._block_quantise(keras.ops.convert_to_tensor(x))
+    assert np.abs(_np(fine) - x).max() < 2e-3
+    coarse = _np(augment.LowResolution(max_step=2.0, seed=1)._block_quantise(keras.ops.convert_to_tensor(x)))
+    assert np.abs(coarse - x).mean() > 0.05
 
 
 def test_a_fresh_process_loads_a_model_with_cnnzoo_augmentation(tmp_path):

@@ -194,3 +194,48 @@ def test_a_softmax_model_shows_its_top_classes(browser, files, tmp_path_factory)
         assert sorted(r.text for r in rows) == ["circle", "square", "star"]
         assert browser.find_element(By.ID, "heatmap").is_displayed()
         assert f"\u201c{expected['top'][0]['class']}\u201d" in _text(browser, "heatmap-caption")
+
+
+def test_the_face_step_draws_each_face_and_its_answer(browser, tmp_path_factory):
+    import json
+
+    from skimage import data as skdata
+
+    from cnnzoo.datasets.registry import dataset_info
+
+    run = tmp_path_factory.mktemp("face-page") / "run"  # the tiny run, recorded as trained on face crops
+    shutil.copytree(tiny_run("sigmoid", tmp_path_factory), run)
+    config = json.loads((run / "config.json").read_text())
+    config["preprocessing"]["faces"] = dataset_info("smiles").faces.record()
+    (run / "config.json").write_text(json.dumps(config))
+    folder = tmp_path_factory.mktemp("face-uploads")
+    Image.fromarray(skdata.astronaut()).save(folder / "astronaut.jpg")
+    Image.new("RGB", (320, 240), (120, 160, 200)).save(folder / "wall.png")
+    with serving(create_app(run)) as url:
+        expected = httpx.post(url + "/predict", files={"file": ("a.jpg", (folder / "astronaut.jpg").read_bytes(),
+                                                                "image/jpeg")}).json()
+        (face,) = expected["faces"]
+        _open(browser, url, run.name)
+        _upload(browser, folder / "astronaut.jpg")
+        _state(browser, "done")
+        boxes = browser.find_elements(By.CSS_SELECTOR, "#face-boxes .face-box")
+        assert len(boxes) == 1 and boxes[0].is_displayed()
+        assert boxes[0].text == f"1: p(smiling) = {face['p_happy']:.2f}"
+        # On the photo where the API put it: the box's place in the displayed photo, in its pixels.
+        photo = browser.find_element(By.ID, "photo").rect
+        shown = boxes[0].rect
+        x, y, w, _ = face["box"]
+        scale = photo["width"] / 512
+        assert abs(shown["x"] - photo["x"] - x * scale) < 2 and abs(shown["y"] - photo["y"] - y * scale) < 2
+        assert abs(shown["width"] - w * scale) < 2
+        answers = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#face-list li")]
+        assert answers == [f"Face 1: p(smiling) = {face['p_happy']:.2f}, " + ("smiling" if face["happy"] else "not smiling")]
+        assert _text(browser, "door-text") == f"Door {expected['door']}: {expected['reason']}."
+        browser.save_screenshot(str(folder / "serve-page-faces.png"))
+
+        _upload(browser, folder / "wall.png")  # no face: its own answer, no box, no probability
+        _state(browser, "done")
+        assert browser.find_elements(By.CSS_SELECTOR, "#face-boxes .face-box") == []
+        assert [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#face-list li")] == ["No face found in the photo."]
+        assert _text(browser, "door-text") == "Door closed: no face found."
+        assert not browser.find_element(By.ID, "probability-bar").is_displayed()

@@ -171,7 +171,7 @@ def test_unknown_augmentation_is_refused_before_anything_is_written(tmp_path):
     result = invoke("train", "happy", "--dataset", "signs", "--augment", "mirror,jitter", "--out", tmp_path / "r")
     assert result.exit_code == 2
     assert ("Unknown augmentation 'jitter': use a comma-separated list of mirror, shift, crop, resized-crop, color, "
-            "pca, rotate, tilt, zoom, light, blur, noise, erase, background (or none).") in result.stderr
+            "pca, rotate, tilt, zoom, light, blur, noise, erase, background, lowres (or none).") in result.stderr
     assert not (tmp_path / "r").exists()
 
 

@@ -49,6 +49,8 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="uvicorn's: info logs every request, warning only problems."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow model files that can run code (Lambda layers)."),
     threads: int = typer.Option(None, "--threads", help="Threads of the forward pass (default: half the cores)."),
+    faces: str = typer.Option("auto", "--faces", help="Find the faces and decide over them: auto (when the model "
+                              "was trained on face crops), on or off."),
     ssl_certfile: Path = typer.Option(None, "--ssl-certfile", help="Serve HTTPS (browsers allow the camera only on https or localhost)."),
     ssl_keyfile: Path = typer.Option(None, "--ssl-keyfile", help="Private key of --ssl-certfile."),
 ) -> None:
@@ -57,6 +59,7 @@ def serve(
         import uvicorn
 
         from cnnzoo._io import resolve_model_path
+        from cnnzoo.inference.faces import mode_arg
         from cnnzoo.serve.app import create_app
         from cnnzoo.serve.model import check_threshold
     except ImportError as error:
@@ -75,10 +78,11 @@ def serve(
     max_bytes = max(1, round(positive(max_mb, "--max-mb") * 1024 * 1024))
     max_pixels = megapixels(max_megapixels)
     check_threshold(threshold)
+    faces = mode_arg(faces)
     resolve_model_path(model_file)  # cheap checks first, then the port, then the slow load
     sock = _listen(host, port)  # before loading the model: a busy port fails fast
     app = create_app(model_file, unsafe=unsafe, threshold=threshold, max_bytes=max_bytes, max_pixels=max_pixels,
-                     threads=threads)
+                     threads=threads, faces=faces)
     served = app.state.served
     scheme = "https" if ssl_certfile else "http"
     shown = f"[{host}]" if ":" in host else host

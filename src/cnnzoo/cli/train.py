@@ -133,13 +133,16 @@ def predict(
     input_shape: str = typer.Option(None, "--input-shape", help="Input of a weights-only file."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow model files that can run code (Lambda layers)."),
     max_megapixels: float = typer.Option(MAX_PIXELS / 1e6, "--max-megapixels", help=MAX_MEGAPIXELS_HELP),
+    faces: str = typer.Option("auto", "--faces", help="Find the faces and judge each (a door's decision over them): "
+                              "auto (when the model was trained on face crops), on or off."),
 ) -> None:
-    """Predicted class and probability vector [p(0) ... p(K-1)] for each image."""
+    """Predicted class and probability vector [p(0) ... p(K-1)] for each image (each face, with --faces)."""
+    from cnnzoo.inference.faces import mode_arg
     from cnnzoo.inference.predict import format_prediction, predict_files
 
     for prediction in predict_files(model_file, images, arch=arch, unsafe=unsafe, input_shape=parse_shape(input_shape),
-                                    max_pixels=megapixels(max_megapixels)):
-        console.print(format_prediction(prediction), highlight=False)
+                                    max_pixels=megapixels(max_megapixels), faces=mode_arg(faces)):
+        console.print(format_prediction(prediction), highlight=False, soft_wrap=True)
 
 
 def _print_robustness(scores: dict) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from cnnzoo.datasets import cache, readers, splits
 from cnnzoo.datasets.images import MAX_PIXELS, STREAM_HINT, FileImages, channels_arg, image_size_arg, resize_arg
+from cnnzoo.datasets.registry import dataset_info, list_datasets
 from cnnzoo.datasets.sources import FolderSource, Source, resolve
 from cnnzoo.errors import UserError
 
@@ -221,6 +222,7 @@ def split_indices(keys, labels, official, test_fraction: float, validation: floa
 def preprocessing_record(image_shape, resize: str, name: str, class_names) -> dict:
     """How the images were prepared; stored with a model so predict prepares its own alike."""
     h, w, c = image_shape
+    spec = dataset_info(name) if name in list_datasets() else None
     return {
         "image_size": [int(h), int(w)],
         "channels": int(c),
@@ -229,6 +231,7 @@ def preprocessing_record(image_shape, resize: str, name: str, class_names) -> di
         "resample": "bilinear",
         "dataset": name,
         "class_names": list(class_names),
+        **({"faces": spec.faces.record()} if spec is not None and spec.faces is not None else {}),
     }
 
 

@@ -21,7 +21,7 @@ RESIZE_MODES = ("resize", "pad")  # stretch to the size | keep the aspect and pa
 # warns below 179 megapixels) is left to this one, so the limit can be raised past it.
 MAX_PIXELS = 40_000_000
 Image.MAX_IMAGE_PIXELS = None
-_MODES = {1: "L", 3: "RGB"}
+MODES = {1: "L", 3: "RGB"}  # Pillow mode of each channel count
 
 
 def image_size_arg(image_size) -> tuple[int, int] | None:
@@ -61,7 +61,7 @@ def resize_arg(resize: str) -> str:
 
 def to_array(img: Image.Image, size: tuple[int, int] | None, channels: int, resize: str) -> np.ndarray:
     """A Pillow image -> uint8 (H, W, channels) at `size` (None keeps its own size)."""
-    mode = _MODES[channels]
+    mode = MODES[channels]
     if img.mode != mode:
         if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit/float greyscale PNG, TIFF
             img = Image.fromarray(_to_uint8(np.asarray(img)))
@@ -92,29 +92,54 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
     return (array.astype(np.float64) * (255.0 / (65535.0 if top <= 65535 else top))).astype(np.uint8)
 
 
-def try_decode(
-    data: bytes, size: tuple[int, int] | None, channels: int, resize: str = "resize", max_pixels: int = MAX_PIXELS,
-) -> tuple[np.ndarray | None, str | None]:
-    """Decode encoded image bytes; (array, None) or (None, why it is not a usable image)."""
+def try_open(data: bytes, max_pixels: int = MAX_PIXELS, draft: tuple[str, tuple[int, int]] | None = None,
+             ) -> tuple[Image.Image | None, str | None]:
+    """Decode encoded image bytes into an upright Pillow image; (image, None) or (None, why it
+    is not a usable image). `draft` = (mode, (width, height)) lets libjpeg decode a JPEG at 1/2,
+    1/4 or 1/8 scale when that is still at least that size: a 3024x3024 photo then decodes in a few ms."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's EXIF and palette chatter
-            with Image.open(io.BytesIO(data)) as img:
-                if img.width * img.height > max_pixels:
-                    return None, (f"is {img.width}x{img.height} = {img.width * img.height:,} pixels, more than the "
-                                  f"limit of {max_pixels:,} (raise it with --max-megapixels)")
-                if size is not None and img.format == "JPEG":
-                    # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that is still at
-                    # least the target size: a 3024x3024 photo then decodes in a few ms.
-                    img.draft(_MODES[channels], (size[1], size[0]))
-                img.load()
-                if img.format != "PNG" or "exif" in img.info:  # skip the lookup for plain PNGs
-                    img = ImageOps.exif_transpose(img)  # phone photos store their rotation
-                return to_array(img, size, channels, resize), None
+            img = Image.open(io.BytesIO(data))  # in memory: nothing to close
+            if img.width * img.height > max_pixels:
+                return None, (f"is {img.width}x{img.height} = {img.width * img.height:,} pixels, more than the "
+                              f"limit of {max_pixels:,} (raise it with --max-megapixels)")
+            if draft is not None and img.format == "JPEG":
+                img.draft(*draft)
+            img.load()
+            if img.format != "PNG" or "exif" in img.info:  # skip the lookup for plain PNGs
+                img = ImageOps.exif_transpose(img)  # phone photos store their rotation
+            return img, None
     except UnidentifiedImageError:
         return None, "is not an image file that Pillow can read"
     except (OSError, SyntaxError, ValueError, zlib.error, EOFError) as error:
         return None, f"is corrupt or truncated ({error})"
+
+
+def try_decode(
+    data: bytes, size: tuple[int, int] | None, channels: int, resize: str = "resize", max_pixels: int = MAX_PIXELS,
+) -> tuple[np.ndarray | None, str | None]:
+    """Decode encoded image bytes; (array, None) or (None, why it is not a usable image)."""
+    img, why = try_open(data, max_pixels, None if size is None else (MODES[channels], (size[1], size[0])))
+    if img is None:
+        return None, why
+    try:
+        return to_array(img, size, channels, resize), None
+    except (OSError, ValueError) as error:
+        return None, f"is corrupt or truncated ({error})"
+
+
+def read_bytes(path) -> bytes:
+    """An image file's bytes; a `UserError` naming the file when it cannot be read."""
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"Cannot read the image {path}: there is no such file.") from None
+    except IsADirectoryError:
+        raise UserError(f"Cannot read the image {path}: it is a folder, not an image file.") from None
+    except OSError as error:
+        raise UserError(f"Cannot read the image {path}: {error.strerror or error}.") from None
 
 
 def read_image(path, image_size=None, channels: int = 3, *, resize: str = "resize",
@@ -128,16 +153,7 @@ def read_image(path, image_size=None, channels: int = 3, *, resize: str = "resiz
     size = image_size_arg(image_size)
     channels = channels_arg(channels) or 3
     resize = resize_arg(resize)
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"Cannot read the image {path}: there is no such file.") from None
-    except IsADirectoryError:
-        raise UserError(f"Cannot read the image {path}: it is a folder, not an image file.") from None
-    except OSError as error:
-        raise UserError(f"Cannot read the image {path}: {error.strerror or error}.") from None
-    array, why = try_decode(data, size, channels, resize, max_pixels)
+    array, why = try_decode(read_bytes(path), size, channels, resize, max_pixels)
     if array is None:
         raise UserError(f"The file {path} {why}: give a JPEG or PNG image.")
     return array

@@ -121,7 +121,8 @@ def _facts(model: keras.Model, source: dict, config: dict | None = None) -> dict
     names = [str(c) for c in config.get("class_names") or range(2 if units == 1 else units)]
     source = {**source, "parameters": int(model.count_params())}
     return {"source": source, "class_names": names, "units": units,
-            "resize": config.get("preprocessing", {}).get("resize", "resize")}
+            "resize": config.get("preprocessing", {}).get("resize", "resize"),
+            "faces": config.get("preprocessing", {}).get("faces")}
 
 
 def _test_metrics(run: Path) -> dict | None:
@@ -224,6 +225,7 @@ def _finish(path: Path, graph: keras.Model, facts: dict) -> None:
         onnx_model.CLASS_NAMES: facts["class_names"],
         onnx_model.INPUT: {"name": INPUT_NAME, "dtype": "uint8", "layout": "NHWC", "shape": [BATCH, height, width, channels],
                            "scaling": "inside the model: send pixels 0-255", "resize": facts["resize"],
+                           **({"faces": facts["faces"]} if facts["faces"] else {}),
                            "resample": "bilinear"},
         onnx_model.OUTPUT: {"name": OUTPUT_NAME, "shape": [BATCH, units],
                             "activation": "sigmoid: p(class 1)" if units == 1 else "softmax"},

@@ -97,7 +97,8 @@ class OnnxModel:
         """The file's metadata in the shape of a run's config.json (what predict and serve read)."""
         source, image = self.source, self._meta(INPUT, {})
         config = {"train": {k: source[k] for k in ("model", "dataset") if source.get(k)},
-                  "preprocessing": {"resize": image.get("resize", "resize")}}
+                  "preprocessing": {"resize": image.get("resize", "resize"),
+                                    **({"faces": image["faces"]} if image.get("faces") else {})}}
         if self._meta(CLASS_NAMES, None):
             config["class_names"] = [str(c) for c in self._meta(CLASS_NAMES, [])]
         if source.get("metrics"):

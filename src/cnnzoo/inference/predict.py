@@ -90,28 +90,56 @@ def load_for_prediction(model_file, arch=None, unsafe=False, input_shape=None, t
     return load_model(model_file, unsafe=unsafe, arch=arch, **kwargs)
 
 
-def predict_files(model_file, images, *, arch=None, unsafe=False, input_shape=None, max_pixels=MAX_PIXELS) -> list[dict]:
+def predict_files(model_file, images, *, arch=None, unsafe=False, input_shape=None, max_pixels=MAX_PIXELS,
+                  faces: str = "auto", threshold: float = 0.5) -> list[dict]:
     """For each image: predicted class, its index and the probability vector; an image over
-    `max_pixels` (width x height) is refused before it is decoded."""
+    `max_pixels` (width x height) is refused before it is decoded.
+
+    With the face step (`faces`: auto follows the run's preprocessing, or on, off), each image's
+    answer is its faces instead (box, probabilities, too small to judge) and, for a sigmoid model,
+    the door's decision over them at `threshold` (cnnzoo.inference.faces)."""
+    from cnnzoo.inference import faces as face_step
+
     model = load_for_prediction(model_file, arch, unsafe, input_shape)
     config = model_config(model_file, model)
     height, width, channels = input_geometry(model)
-    resize = config.get("preprocessing", {}).get("resize", "resize")  # as in training
-    batch = np.stack([read_image(path, (height, width), channels, resize=resize, max_pixels=max_pixels)
-                      for path in images])
+    preprocessing = config.get("preprocessing", {})
+    resize = preprocessing.get("resize", "resize")  # as in training
+    crop = face_step.face_crop(faces, preprocessing)
     sigmoid = model.outputs[0].shape[-1] == 1
-    proba = predict_proba(model, batch, scale_pixels=not takes_raw_pixels(model))
-    names = class_names(model, config, proba.shape[1])
-    check_classes(proba.shape[1], names, str(model_file))
-    return [
-        {"file": str(path), "class": names[int(p.argmax())], "index": int(p.argmax()),
-         "probabilities": [float(v) for v in p], "class_names": names, "sigmoid": sigmoid}
-        for path, p in zip(images, proba)
-    ]
+    if crop is None:
+        found = [[read_image(path, (height, width), channels, resize=resize, max_pixels=max_pixels)] for path in images]
+    else:
+        found = [face_step.read_faces(path, crop, (height, width), channels, resize, max_pixels) for path in images]
+    arrays = [a if crop is None else a.pixels for per_image in found for a in per_image]
+    proba = predict_proba(model, np.stack(arrays), scale_pixels=not takes_raw_pixels(model)) if arrays else None
+    width_out = int(model.outputs[0].shape[-1])
+    names = class_names(model, config, 2 if sigmoid else width_out)
+    check_classes(2 if sigmoid else width_out, names, str(model_file))
+    results, row = [], 0
+    for path, per_image in zip(images, found):
+        rows, row = proba[row:row + len(per_image)] if per_image else [], row + len(per_image)
+        if crop is None:
+            p = rows[0]
+            results.append({"file": str(path), "class": names[int(p.argmax())], "index": int(p.argmax()),
+                            "probabilities": [float(v) for v in p], "class_names": names, "sigmoid": sigmoid})
+            continue
+        listed = [{"box": list(face.box), "class": names[int(p.argmax())], "index": int(p.argmax()),
+                   "probabilities": [float(v) for v in p], "too_small": face.too_small,
+                   "whole_frame": face.whole_frame} for face, p in zip(per_image, rows)]
+        result = {"file": str(path), "faces": listed, "class_names": names, "sigmoid": sigmoid}
+        if sigmoid:
+            result["door"], result["reason"] = face_step.door([f["probabilities"][1] for f in listed],
+                                                              [f["too_small"] for f in listed], threshold)
+        results.append(result)
+    return results
 
 
 def format_prediction(prediction: dict) -> str:
-    """One line, as the course prints it: the class and [p(0) ... p(K-1)]."""
+    """One line, as the course prints it: the class and [p(0) ... p(K-1)]; with the face step,
+    a line per face and the door's decision."""
+    if "faces" in prediction:
+        return _format_faces(prediction)
     p = prediction["probabilities"]
     if prediction["sigmoid"]:
         positive = prediction["class_names"][1]
@@ -122,3 +150,22 @@ def format_prediction(prediction: dict) -> str:
         return f"{prediction['file']}: {prediction['class']} (p = {max(p):.4f}); top {TOP_K}: {ranked}"
     vector = " ".join(f"{v:.4f}" for v in p)
     return f"{prediction['file']}: {prediction['class']} (p = {max(p):.4f})  [{vector}]"
+
+
+def _format_faces(prediction: dict) -> str:
+    lines = []
+    for k, face in enumerate(prediction["faces"], 1):
+        x, y, w, h = face["box"]
+        where = "the whole image (a face crop)" if face["whole_frame"] else f"at x={x} y={y}, {w}x{h}"
+        p = face["probabilities"]
+        if prediction["sigmoid"]:
+            answer = f"p({prediction['class_names'][1]}) = {p[1]:.4f} -> {face['class']}"
+        else:
+            answer = f"{face['class']} (p = {max(p):.4f})"
+        lines.append(f"{prediction['file']}: face {k} {where}: {answer}"
+                     + (" (too small to judge)" if face["too_small"] else ""))
+    if "door" in prediction:
+        lines.append(f"{prediction['file']}: door {prediction['door']} ({prediction['reason']})")
+    elif not prediction["faces"]:
+        lines.append(f"{prediction['file']}: no face found")
+    return "\n".join(lines)

@@ -22,9 +22,11 @@ entry (cnnzoo.datasets).
 | blur | Gaussian blur, sigma 0-1.2 pixels at 64x64 (scaled with the image), p = 0.5 | RandomBlur |
 | noise | Gaussian sensor noise, sd 0.03, kept in [0, 1] | SensorNoise (keras GaussianNoise, clipped) |
 | erase | a random rectangle of 2-20% of the image replaced by noise (random erasing) | keras RandomErasing |
+| lowres | a small face: downscaled to 16-64 pixels across and enlarged back, then JPEG-like 8x8 block quantisation, p = 0.5 | LowResolution |
 | background | colour images: the unsaturated pixels around the subject (a plain wall or paper) replaced by a random colour texture, p = 0.5 | BackgroundSwap |
 
-The last eight make a model work on photos unlike its source's (docs/RESULTS.md, robustness);
+`lowres` is for the door's face step (cnnzoo.inference.faces): a face 16-30 pixels across in a camera
+frame, enlarged to the input size, looks like this. The last nine make a model work on photos unlike its source's (docs/RESULTS.md, robustness);
 `background` suits photos of one subject on a plain background only (the sign datasets).
 """
 
@@ -37,7 +39,7 @@ from keras import ops
 from cnnzoo.errors import UserError
 
 AUGMENTATIONS = ("mirror", "shift", "crop", "resized-crop", "color", "pca", "rotate", "tilt", "zoom", "light", "blur",
-                 "noise", "erase", "background")
+                 "noise", "erase", "background", "lowres")
 
 
 @keras.saving.register_keras_serializable(package="cnnzoo")
@@ -226,6 +228,70 @@ class RandomBlur(keras.layers.Layer):
         return {**super().get_config(), "max_sigma": self.max_sigma, "rate": self.rate, "seed": self.seed}
 
 
+def _dct_matrix(n: int = 8) -> np.ndarray:
+    """The orthonormal DCT-II basis (rows are frequencies), as JPEG uses on 8x8 blocks."""
+    k, i = np.arange(n)[:, None], np.arange(n)[None, :]
+    basis = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2 / n)
+    basis[0] /= np.sqrt(2)
+    return basis.astype("float32")
+
+
+_DCT_KERNEL = np.einsum("ki,lj->ijkl", _dct_matrix(), _dct_matrix()).reshape(8, 8, 1, 64)  # (h, w, in, frequency)
+_DCT_STEPS = (1 + np.add.outer(np.arange(8), np.arange(8)) / 4).reshape(64).astype("float32")  # as JPEG's tables
+
+
+@keras.saving.register_keras_serializable(package="cnnzoo")
+class LowResolution(keras.layers.Layer):
+    """A face seen from afar (training only): on a share `rate` of the images, downscale to a random
+    one of `sides` pixels, enlarge back (bilinear, as the face step enlarges a small
+    face), then quantise each 8x8 block's DCT coefficients with a random step up to `max_step` (JPEG's
+    blocking and ringing, at qualities of roughly 30-95)."""
+
+    def __init__(self, sides=(16, 24, 36), max_step: float = 0.12, rate: float = 0.5,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.sides, self.max_step, self.rate, self.seed = tuple(int(v) for v in sides), float(max_step), float(rate), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
+        # Each image takes one of the fixed sides (static shapes: JAX compiles one graph).
+        pick = keras.random.randint((batch,), 0, len(self.sides), seed=self.seed_generator)
+        x = ops.zeros_like(images)
+        for k, side in enumerate(self.sides):
+            small = (max(1, side * height // max(height, width)), max(1, side * width // max(height, width)))
+            enlarged = ops.image.resize(ops.image.resize(images, small, interpolation="bilinear", antialias=True),
+                                        (height, width), interpolation="bilinear")
+            x = x + ops.cast(ops.equal(pick, k), images.dtype)[:, None, None, None] * enlarged
+        if height % 8 == 0 and width % 8 == 0:
+            x = self._block_quantise(x)
+        chosen = ops.cast(keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator) < self.rate, images.dtype)
+        return ops.clip(chosen * x + (1 - chosen) * images, 0.0, 1.0)
+
+    def _block_quantise(self, x):
+        """JPEG's lossy step: the 8x8 DCT as a stride-8 convolution (64 filters, one per frequency),
+        coefficients rounded to a step that grows with frequency, and the inverse transform."""
+        batch, height, width, channels = ops.shape(x)[0], x.shape[1], x.shape[2], x.shape[3]
+        planes = ops.reshape(ops.transpose(x, (0, 3, 1, 2)), (-1, height, width, 1))  # channels into the batch
+        kernel = ops.convert_to_tensor(_DCT_KERNEL, dtype=x.dtype)
+        coeffs = ops.conv(planes, kernel, strides=8, padding="valid", data_format="channels_last")
+        strength = keras.random.uniform((ops.shape(planes)[0], 1, 1, 1), 0.0, self.max_step,
+                                        seed=self.seed_generator, dtype=x.dtype)
+        step = ops.maximum(strength * ops.convert_to_tensor(_DCT_STEPS, dtype=x.dtype), 1e-4)
+        coeffs = ops.round(coeffs / step) * step
+        planes = ops.conv_transpose(coeffs, kernel, strides=8, padding="valid", data_format="channels_last")
+        return ops.transpose(ops.reshape(planes, (batch, channels, height, width)), (0, 2, 3, 1))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "sides": list(self.sides),
+                "max_step": self.max_step, "rate": self.rate, "seed": self.seed}
+
+
 @keras.saving.register_keras_serializable(package="cnnzoo")
 class SensorNoise(keras.layers.GaussianNoise):
     """Keras' GaussianNoise (training only), clipped to the [0, 1] pixel range."""
@@ -301,6 +367,7 @@ def layers_for(names, train_images: np.ndarray | None = None) -> list[keras.laye
         "blur": lambda: RandomBlur(name="random_blur"),
         "noise": lambda: SensorNoise(0.03, name="sensor_noise"),
         "erase": lambda: keras.layers.RandomErasing(value_range=(0, 1), name="random_erasing"),
+        "lowres": lambda: LowResolution(name="low_resolution"),  # last: the camera's resolution and JPEG
     }
     return [make[name]() for name in make if name in names]
 

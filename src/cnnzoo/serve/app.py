@@ -74,12 +74,29 @@ class Explanation(BaseModel):
     heatmap: str = Field(description="The map alone, 8-bit grey (255 = strongest), a PNG data URL.")
 
 
+class FaceAnswer(BaseModel):
+    box: list[int] = Field(description="x, y, width, height of the crop judged, in the photo's pixels.")
+    probabilities: list[float]
+    prediction: ClassScore
+    p_happy: float | None = Field(None, description="Sigmoid models only: p(class 1) of this face.")
+    happy: bool | None = None
+    too_small: bool = Field(description="Cut from fewer than 16 pixels across: too small to judge.")
+    whole_frame: bool = Field(description="The image was judged whole: it is a face crop itself.")
+
+
 class Prediction(BaseModel):
     model: ModelRef
     classes: list[str]
-    probabilities: list[float] = Field(description="One per class, in the order of `classes`.")
-    prediction: ClassScore
-    top: list[ClassScore] = Field(description="Up to 5 classes, most probable first.")
+    probabilities: list[float] | None = Field(None, description="One per class, in the order of `classes` (with "
+                                              "the face step: the deciding face's; absent when no face is found).")
+    prediction: ClassScore | None = None
+    top: list[ClassScore] | None = Field(None, description="Up to 5 classes, most probable first.")
+    faces: list[FaceAnswer] | None = Field(None, description="With the face step: each face found, largest first.")
+    faces_found: int | None = Field(None, description="Faces the detector found (up to 16 are judged).")
+    decided_by: int | None = Field(None, description="The face the decision rests on: the least smiling one.")
+    reason: str | None = Field(None, description="With the face step: why the door is open or closed, e.g. "
+                                                 "'no face found', 'a face is too small to judge: ...'.")
+    detect_ms: float | None = Field(None, description="The face detector's time for this photo.")
     happy: bool | None = Field(None, description="Sigmoid models only: p_happy >= threshold.")
     p_happy: float | None = Field(None, description="Sigmoid models only: p(class 1).")
     door: Literal["open", "closed"] | None = Field(None, description="Sigmoid models only.")
@@ -204,19 +221,20 @@ async def _image_bytes(request: Request, limit: int) -> bytes:
 
 
 def create_app(model_path, *, unsafe: bool = False, threshold: float = 0.5, max_bytes: int = MAX_BYTES,
-               max_pixels: int = MAX_PIXELS, max_batch: int = 32, threads: int | None = None) -> FastAPI:
+               max_pixels: int = MAX_PIXELS, max_batch: int = 32, threads: int | None = None,
+               faces: str = "auto") -> FastAPI:
     """The door service for a model file or run folder, loaded once with Keras' safe mode.
 
     `unsafe=True` allows model files that can run code (Lambda layers); `threshold` is
     p(class 1) from which a sigmoid model opens the door; `max_bytes` limits the request
     body and `max_pixels` the image's width x height before it is decoded; `threads` is the
-    forward pass's thread count (default: half the cores). A `.onnx` file is served on
-    onnxruntime, without Keras.
+    forward pass's thread count (default: half the cores); `faces` the face step (auto: when the
+    run was trained on face crops; on; off). A `.onnx` file is served on onnxruntime, without Keras.
     """
     from cnnzoo import __version__ as cnnzoo_version
 
     served = ServedModel(model_path, unsafe=unsafe, threshold=threshold, max_bytes=max_bytes,
-                         max_pixels=max_pixels, max_batch=max_batch, threads=threads)
+                         max_pixels=max_pixels, max_batch=max_batch, threads=threads, faces=faces)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -336,25 +354,48 @@ def _prediction_route(app: FastAPI, served: ServedModel, counters: _Counters) ->
         started = time.perf_counter()
         data = await _image_bytes(request, served.max_bytes)
         image = served.inspect(data)  # the header only: refuses pixel bombs before decoding
-        if image["width"] * image["height"] <= INLINE_PIXELS:
-            array = served.pixels(data)
-        else:
-            array = await anyio.to_thread.run_sync(served.pixels, data, limiter=decode_slots)
         explain = explain and served.explains
-        future = served.batcher.submit(array, explain=explain)
-        try:
-            row = await asyncio.wait_for(asyncio.wrap_future(future), ANSWER_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            raise RequestError(503, f"The model did not answer within {ANSWER_TIMEOUT_S:.0f} s: "
-                                    "try again.") from None
-        proba = row[0] if explain else row
-        result = served.answer(proba)
-        if explain:
-            result["explanation"] = served.explanation(array, *row)
+        if served.face_crop is not None:
+            result = await _judge_faces(served, data, decode_slots, explain, preview)
+        else:
+            if image["width"] * image["height"] <= INLINE_PIXELS:
+                array = served.pixels(data)
+            else:
+                array = await anyio.to_thread.run_sync(served.pixels, data, limiter=decode_slots)
+            row = (await _answers(served, [array], explain))[0]
+            proba = row[0] if explain else row
+            result = served.answer(proba)
+            if explain:
+                result["explanation"] = served.explanation(array, *row)
+            if preview:
+                result["preview"] = served.preview(array)
         result["model"] = {"name": served.name, "version": served.version, "architecture": served.architecture}
         result["image"] = image
-        if preview:
-            result["preview"] = served.preview(array)
         result["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 2)
         counters.add("predictions")
         return JSONResponse(result)  # already the schema's shape: FastAPI's re-validation skipped
+
+
+async def _answers(served: ServedModel, arrays: list, explain: bool = False) -> list:
+    """The inference thread's rows for `arrays` (one micro-batch when they arrive together)."""
+    futures = [asyncio.wrap_future(served.batcher.submit(array, explain=explain)) for array in arrays]
+    try:
+        return await asyncio.wait_for(asyncio.gather(*futures), ANSWER_TIMEOUT_S)
+    except TimeoutError:
+        raise RequestError(503, f"The model did not answer within {ANSWER_TIMEOUT_S:.0f} s: try again.") from None
+
+
+async def _judge_faces(served: ServedModel, data: bytes, decode_slots, explain: bool, preview: bool) -> dict:
+    """The face step: detect (on a worker thread, at most 4 at once, as large decodes), judge every
+    face in one micro-batch, decide over them; the heat map and preview are the deciding face's."""
+    faces, found, detect_ms = await anyio.to_thread.run_sync(served.find_faces, data, limiter=decode_slots)
+    rows = await _answers(served, [face.pixels for face in faces])
+    result, deciding = served.face_answer(faces, rows, found)
+    result["detect_ms"] = round(detect_ms, 2)
+    if deciding is not None:
+        array = faces[deciding].pixels
+        if explain:
+            result["explanation"] = served.explanation(array, *(await _answers(served, [array], True))[0])
+        if preview:
+            result["preview"] = served.preview(array)
+    return result

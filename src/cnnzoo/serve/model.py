@@ -32,6 +32,7 @@ from cnnzoo._io import resolve_model_path
 from cnnzoo.analysis.metrics import check_classes, class_probabilities
 from cnnzoo.datasets.images import MAX_PIXELS, try_decode
 from cnnzoo.errors import UserError
+from cnnzoo.inference import faces as face_step
 from cnnzoo.inference.onnx_model import OnnxModel, is_onnx
 from cnnzoo.inference.predict import (
     class_names,
@@ -53,6 +54,12 @@ class RequestError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def _undecodable(why: str) -> RequestError:
+    if why.startswith("is corrupt or truncated"):
+        return RequestError(422, f"The image {why}: send a complete JPEG or PNG image.")
+    return RequestError(422, f"The upload {why}: send a JPEG or PNG image.")
 
 
 class MicroBatcher:
@@ -196,7 +203,7 @@ class ServedModel:
 
     def __init__(self, model_path, *, unsafe: bool = False, threshold: float = 0.5,
                  max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS, max_batch: int = 32,
-                 threads: int | None = None):
+                 threads: int | None = None, faces: str = "auto"):
         check_threshold(threshold)
         self.threads = threads or default_threads()
         if max_bytes < 1 or max_pixels < 1:
@@ -219,6 +226,8 @@ class ServedModel:
         if self.channels not in (1, 3):
             raise UserError(f"{path} takes {self.channels}-channel images: cnnzoo serve needs 1 (grey) or 3 (RGB).")
         self.resize = self.config.get("preprocessing", {}).get("resize", "resize")  # as in training
+        # The face step (auto: when the run was trained on face crops): find faces, judge each.
+        self.face_crop = face_step.face_crop(faces, self.config.get("preprocessing", {}))
         self.scale_pixels = not takes_raw_pixels(self.model)
         # An .onnx file takes NHWC; a Keras model the Keras image format, and on JAX each new
         # batch shape compiles (so batches are padded to powers of two).
@@ -316,10 +325,46 @@ class ServedModel:
         """The image decoded as training decoded it: uint8 (H, W, C) at the model's input size."""
         array, why = try_decode(data, (self.height, self.width), self.channels, self.resize, self.max_pixels)
         if array is None:
-            if why.startswith("is corrupt or truncated"):
-                raise RequestError(422, f"The image {why}: send a complete JPEG or PNG image.")
-            raise RequestError(422, f"The upload {why}: send a JPEG or PNG image.")
+            raise _undecodable(why)
         return array
+
+    def find_faces(self, data: bytes) -> tuple[list[face_step.Face], int, float]:
+        """The face step on an upload: its faces cut out as the training crops were, how many the
+        detector found, and its time in ms (on a worker thread: a cascade per thread)."""
+        img, factor, why = face_step.open_frame(data, self.channels, self.max_pixels)
+        if img is None:
+            raise _undecodable(why)
+        started = time.perf_counter()
+        faces, found = face_step.find_faces(img, self.face_crop, (self.height, self.width), self.channels,
+                                            self.resize, factor)
+        return faces, found, (time.perf_counter() - started) * 1000
+
+    def face_answer(self, faces: list[face_step.Face], rows: list[np.ndarray], found: int) -> tuple[dict, int | None]:
+        """The JSON fields of the face step's answer, and the face the decision rests on (for a
+        sigmoid model the least smiling one: the door opens only if it smiles; else the most
+        confident), None when no face was found. The top-level `probabilities`, `prediction` and
+        `p_happy` are that face's."""
+        listed = []
+        for face, proba in zip(faces, rows):
+            entry = {"box": list(face.box), "too_small": face.too_small, "whole_frame": face.whole_frame,
+                     **{k: v for k, v in self.answer(proba).items() if k in ("probabilities", "prediction")}}
+            if self.sigmoid:
+                entry.update(p_happy=round(float(proba[1]), 6), happy=bool(proba[1] >= self.threshold))
+            listed.append(entry)
+        result = {"classes": self.class_names, "faces": listed, "faces_found": found}
+        if not faces:
+            deciding = None
+        elif self.sigmoid:
+            deciding = int(np.argmin([proba[1] for proba in rows]))
+        else:
+            deciding = int(np.argmax([proba.max() for proba in rows]))
+        if deciding is not None:
+            result.update(self.answer(rows[deciding]), decided_by=deciding)
+        if self.sigmoid:
+            door, reason = face_step.door([float(p[1]) for p in rows], [f.too_small for f in faces], self.threshold)
+            result.update(door=door, reason=reason, happy=door == "open", threshold=self.threshold,
+                          positive_class=self.class_names[1])
+        return result, deciding
 
     def decision(self, proba: np.ndarray) -> int:
         """The class the answer reports: the door's (p_happy against the threshold) or the top one."""
@@ -382,6 +427,10 @@ class ServedModel:
             "runtime": "onnxruntime" if isinstance(self.model, OnnxModel) else "keras",
             "threads": self.threads,
             "explanation": {"method": self.explain_method, "layer": self.explain_layer} if self.explains else None,
+            "faces": None if self.face_crop is None else {
+                **self.face_crop.record(), "detect_side": face_step.DETECT_SIDE, "min_face": face_step.MIN_FACE,
+                "max_faces": face_step.MAX_FACES, "too_small": face_step.TOO_SMALL,
+                "rule": "open when at least one face is found, none is too small to judge and every face is smiling"},
         }
 
     def close(self) -> None:

@@ -14,6 +14,7 @@
     sigmoidView: $("sigmoid-view"), probabilityText: $("probability-text"),
     bar: $("probability-bar"), fill: $("probability-fill"), thresholdMark: $("threshold-mark"),
     door: $("door"), doorText: $("door-text"), softmaxView: $("softmax-view"), top: $("top-classes"),
+    faceBoxes: $("face-boxes"), faceList: $("face-list"),
   };
   const GUIDE = 0.7; // the square guide covers 70% of the frame's shorter side (see style.css)
   let model = null;
@@ -60,6 +61,11 @@
         "This model is not a door: it names what it sees. Show it an image.";
     }
     document.body.dataset.model = model.output;
+    document.body.dataset.faces = model.faces ? "on" : "off";
+    if (model.faces) {
+      els.note.textContent = "The door finds the faces in the photo and lets you in when every face smiles. " +
+        "Take a photo, choose an image file, or drop one on this page.";
+    }
   }
 
   async function predict(blob, filename) {
@@ -79,6 +85,7 @@
     }
     const form = new FormData();
     form.append("file", blob, filename);
+    els.faceBoxes.replaceChildren();
     setStatus("Asking the door…");
     document.body.dataset.state = "busy";
     let response, body;
@@ -98,26 +105,72 @@
     render(body, filename);
   }
 
+  // One line per face, and its box on the photo (in percent of the photo's own size).
+  function faceLabel(face, positive) {
+    if (face.too_small) return "too small to judge";
+    if (face.p_happy !== undefined) return "p(" + positive + ") = " + face.p_happy.toFixed(2);
+    return face.prediction["class"] + " " + percent(face.prediction.probability);
+  }
+
+  function showFaces(result) {
+    const faces = result.faces;
+    els.faceList.hidden = faces === undefined;
+    if (faces === undefined) return;
+    const [width, height] = [result.image.width, result.image.height];
+    els.faceBoxes.replaceChildren(...faces.map((face, k) => {
+      const [x, y, w, h] = face.box;
+      const box = document.createElement("div");
+      box.className = "face-box" + (face.too_small ? " small" : face.happy ? " happy" : "");
+      box.style.left = percent(x / width);
+      box.style.top = percent(y / height);
+      box.style.width = percent(w / width);
+      box.style.height = percent(h / height);
+      const label = document.createElement("span");
+      label.textContent = (k + 1) + ": " + faceLabel(face, result.positive_class);
+      box.append(label);
+      return box;
+    }));
+    els.faceList.replaceChildren(...(faces.length ? faces : [null]).map((face, k) => {
+      const li = document.createElement("li");
+      li.className = "face-answer";
+      li.textContent = face === null ? "No face found in the photo."
+        : (face.whole_frame ? "The whole image (a face crop): " : "Face " + (k + 1) + ": ") +
+          faceLabel(face, result.positive_class) +
+          (face.too_small ? " (come closer)" : face.happy === undefined ? "" : face.happy ? ", smiling" : ", not smiling");
+      return li;
+    }));
+  }
+
   function render(result, filename) {
     els.answer.hidden = false;
-    els.modelView.src = result.preview;
+    els.modelView.parentElement.hidden = !result.preview;
+    if (result.preview) els.modelView.src = result.preview;
     showExplanation(result.explanation);
+    showFaces(result);
     setStatus("Answered in " + result.elapsed_ms.toFixed(0) + " ms for " + filename + ".");
     if (result.door !== undefined) {
       els.sigmoidView.hidden = false;
       els.softmaxView.hidden = true;
       const p = result.p_happy;
-      els.probabilityText.textContent =
-        "p(" + result.positive_class + ") = " + p.toFixed(2) + " (" + percent(p) + ")";
-      els.fill.style.width = percent(p);
-      els.bar.setAttribute("aria-valuenow", String(p));
+      els.bar.hidden = p === undefined;
+      els.probabilityText.textContent = p === undefined ? ""
+        : "p(" + result.positive_class + ") = " + p.toFixed(2) + " (" + percent(p) + ")" +
+          (result.faces && result.faces.length > 1 ? ", the least smiling face" : "");
+      if (p !== undefined) {
+        els.fill.style.width = percent(p);
+        els.bar.setAttribute("aria-valuenow", String(p));
+      }
       els.bar.classList.toggle("happy", result.happy);
       els.door.classList.toggle("open", result.door === "open");
       els.door.classList.toggle("closed", result.door !== "open");
       els.doorText.className = "door-text " + result.door;
-      els.doorText.textContent = result.door === "open"
-        ? "Door open: welcome home!"
-        : "Door closed: no smile, no entry.";
+      if (result.reason) {
+        els.doorText.textContent = (result.door === "open" ? "Door open: " : "Door closed: ") + result.reason + ".";
+      } else {
+        els.doorText.textContent = result.door === "open"
+          ? "Door open: welcome home!"
+          : "Door closed: no smile, no entry.";
+      }
     } else {
       els.sigmoidView.hidden = true;
       els.softmaxView.hidden = false;
@@ -195,17 +248,21 @@
       els.note.textContent = "The camera has not delivered a picture yet: try again in a moment.";
       return;
     }
-    // The square under the guide, as the person sees it (the preview is mirrored).
+    // The square under the guide, as the person sees it (the preview is mirrored); with the
+    // face step, the whole frame (the server finds the faces).
+    const faces = model && model.faces;
     const side = Math.round(Math.min(vw, vh) * GUIDE);
-    const sx = Math.round((vw - side) / 2), sy = Math.round((vh - side) / 2);
-    const out = Math.min(side, 512);
+    const [sw, sh] = faces ? [vw, vh] : [side, side];
+    const sx = Math.round((vw - sw) / 2), sy = Math.round((vh - sh) / 2);
+    const scale = Math.min(1, (faces ? 1024 : 512) / Math.max(sw, sh));
+    const [ow, oh] = [Math.round(sw * scale), Math.round(sh * scale)];
     const canvas = els.snapshot;
-    canvas.width = out;
-    canvas.height = out;
+    canvas.width = ow;
+    canvas.height = oh;
     const ctx = canvas.getContext("2d");
-    ctx.translate(out, 0);
+    ctx.translate(ow, 0);
     ctx.scale(-1, 1);
-    ctx.drawImage(video, sx, sy, side, side, 0, 0, out, out);
+    ctx.drawImage(video, sx, sy, sw, sh, 0, 0, ow, oh);
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     canvas.toBlob((blob) => {
       if (blob) predict(blob, "camera photo");

@@ -1,0 +1,188 @@
+"""The face step: a camera frame -> the faces in it, each cut out as the training crops were.
+
+A model trained on face crops (a dataset registered with `faces=FaceCrop(...)`, recorded in
+its run's config.json under preprocessing.faces) is asked about a whole photo only through
+this step: an OpenCV frontal-face Haar cascade (shipped inside opencv-python-headless, nothing
+downloaded) finds the faces on a copy of the frame resized to DETECT_SIDE, each box becomes the
+training crop's square (FaceCrop: its scale and offset from the box, measured), and the crop is
+cut from the frame, converted to the model's channels and resized as training resized.
+
+A frame that may itself be a training crop (small, of the training aspect: a dataset's own image)
+is judged whole unless the cascade finds a face clearly smaller than it (CROP_LIKE, WHOLE_MIN, WHOLE_FACE).
+
+The decision over faces (`door`): open when at least one face is found, no face is too small
+to judge and every face is smiling; "no face found" is its own answer.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from cnnzoo.datasets.images import MAX_PIXELS, read_bytes, to_array, try_open
+from cnnzoo.datasets.images import MODES as PIL_MODES
+from cnnzoo.datasets.registry import FaceCrop
+from cnnzoo.errors import UserError
+
+MODES = ("auto", "on", "off")
+DETECT_SIDE = 320  # the frame's longer side while detecting: bounded time whatever the photo's size
+MIN_FACE = 24  # the cascade's smallest face, pixels at DETECT_SIDE (7.5% of the frame's longer side)
+MAX_FACES = 16  # the largest ones are judged; more are counted, not judged
+TOO_SMALL = 16  # a face cut from fewer pixels than this across is too small to judge (lowres trains from 16)
+# A frame no larger than this many model inputs, of the training aspect, may be a crop itself: it is
+# judged whole when a face's crop spans at least WHOLE_FACE of its side (the face that fills it) or
+# none spans WHOLE_MIN (smaller "faces" are its features: an eye, a mouth).
+CROP_LIKE = 2.0
+WHOLE_MIN, WHOLE_FACE = 1 / 3, 0.6
+PAD = 0.15  # of DETECT_SIDE, edge pixels repeated on each side: a face at the edge keeps the context the
+# cascade's window needs (it is larger than a tight crop); with it 88% of the benchmark's faces were found, 68% without
+BLUR = 2.0  # Gaussian sigma (pixels at DETECT_SIDE) of the second look at a frame with no face found
+DEFAULT_CROP = FaceCrop(scale=1.0)  # --faces on for a model whose run records no crop: the cascade's box
+
+_local = threading.local()  # a cascade per thread: OpenCV does not promise one is safe to share
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face of a frame: the crop the model judges and where it is."""
+
+    box: tuple[int, int, int, int]  # x, y, width, height of the crop in the photo's pixels
+    pixels: np.ndarray  # uint8 (H, W, C): the model's input
+    too_small: bool  # cut from fewer than TOO_SMALL pixels across: its answer is not trusted
+    whole_frame: bool = False  # the frame was judged whole (it is a crop itself)
+
+
+def mode_arg(mode: str) -> str:
+    if mode not in MODES:
+        raise UserError(f"--faces must be one of {', '.join(MODES)}. Received: faces={mode!r}")
+    return mode
+
+
+def face_crop(mode: str, preprocessing: dict) -> FaceCrop | None:
+    """The crop geometry the face step uses, or None when the model judges whole images: `auto`
+    follows the run's preprocessing, `on` uses the run's geometry or else the cascade's box."""
+    recorded = preprocessing.get("faces")
+    if mode_arg(mode) == "off" or (mode == "auto" and not recorded):
+        return None
+    if not recorded:
+        return DEFAULT_CROP
+    return FaceCrop(scale=float(recorded["scale"]), dx=float(recorded.get("dx", 0.0)), dy=float(recorded.get("dy", 0.0)),
+                    grey=bool(recorded.get("grey", False)))
+
+
+def _cascade(name: str):
+    cascades = _local.__dict__.setdefault("cascades", {})
+    if name not in cascades:
+        try:
+            import cv2
+        except ImportError:
+            raise UserError("The face step needs OpenCV: pip install 'cnnzoo[faces]' "
+                            "(opencv-python-headless), or pass --faces off.") from None
+        cascades[name] = cv2.CascadeClassifier(cv2.data.haarcascades + name)
+        if cascades[name].empty():
+            raise UserError(f"OpenCV's {name} did not load: reinstall opencv-python-headless<5 "
+                            "(OpenCV 5 ships no Haar cascades).")
+    return cascades[name]
+
+
+def detect(img: Image.Image, detector: str = DEFAULT_CROP.detector) -> list[tuple[float, float, float, float]]:
+    """The cascade's face boxes (x, y, width, height, in `img`'s pixels), largest first."""
+    import cv2
+
+    grey = img.convert("L")
+    scale = DETECT_SIDE / max(grey.size)
+    small = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
+                        Image.Resampling.BILINEAR)
+    pad = round(PAD * DETECT_SIDE)
+    cascade = _cascade(detector)
+    # On 200 frames of benchmarks/door_faces.py (seed 0): alt2 with minNeighbors 3 found 88% of the faces
+    # with 13 false boxes; the default cascade 86% with 52, minNeighbors 2 92% with 21, 5 83% with 5;
+    # equalised histograms fewer. Fine texture (noise, print) hides a face's edges from the cascade, so a
+    # frame where it finds none gets a second look, blurred (91.5%, no more false boxes); blurring every
+    # frame would lose small real faces (3 of the ten-faces test's 10).
+    for sigma in (0.0, BLUR):
+        pixels = np.asarray(small) if not sigma else cv2.GaussianBlur(np.asarray(small), (0, 0), sigma)
+        padded = cv2.copyMakeBorder(pixels, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        found = cascade.detectMultiScale(padded, scaleFactor=1.1, minNeighbors=3, minSize=(MIN_FACE, MIN_FACE))
+        if len(found):
+            break
+    boxes = [((x - pad) / scale, (y - pad) / scale, w / scale, h / scale) for x, y, w, h in found]
+    return sorted(boxes, key=lambda b: -b[2] * b[3])
+
+
+def _crop_box(box, crop: FaceCrop, aspect: float, frame: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The training crop around a detector box, moved (and if need be shrunk) into the frame."""
+    x, y, w, h = box
+    width = crop.scale * w
+    height = width * aspect
+    shrink = min(1.0, frame[0] / width, frame[1] / height)  # keeps the aspect
+    width, height = width * shrink, height * shrink
+    left = min(max(x + w / 2 + crop.dx * w - width / 2, 0), frame[0] - width)
+    top = min(max(y + h / 2 + crop.dy * h - height / 2, 0), frame[1] - height)
+    return round(left), round(top), max(1, round(width)), max(1, round(height))
+
+
+def _crop_like(img: Image.Image, size: tuple[int, int]) -> bool:
+    aspect = (img.height / img.width) / (size[0] / size[1])
+    return max(img.width / size[1], img.height / size[0]) <= CROP_LIKE and 0.9 <= aspect <= 1.1
+
+
+def open_frame(data: bytes, channels: int, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image | None, float, str | None]:
+    """(frame, photo pixels per frame pixel, None) or (None, 0, why it is not a usable image). A
+    JPEG decodes at 1/2, 1/4 or 1/8 scale when it keeps at least 2 x DETECT_SIDE on each side:
+    faces stay sharp enough for the model, and a 40-megapixel photo takes a fraction of a second."""
+    img, why = try_open(data, max_pixels, draft=(PIL_MODES[channels], (2 * DETECT_SIDE, 2 * DETECT_SIDE)))
+    if img is None:
+        return None, 0.0, why
+    with Image.open(io.BytesIO(data)) as header:  # its size, before the draft; the longer side survives rotation
+        return img, max(header.size) / max(img.size), None
+
+
+def find_faces(img: Image.Image, crop: FaceCrop, size: tuple[int, int], channels: int,
+               resize: str = "resize", factor: float = 1.0) -> tuple[list[Face], int]:
+    """The faces of a frame, cut out as the training crops were, and how many the cascade found.
+
+    `size` is the model's (height, width), `channels` its colour space; `factor` the photo's
+    pixels per pixel of `img` (boxes are reported in the photo's pixels)."""
+    if crop.grey:  # the training faces' colour space, whatever channels the model reads them with
+        img = img.convert("L")
+    boxes = detect(img, crop.detector)
+    if _crop_like(img, size):
+        spans = [crop.scale * b[2] / min(img.size) for b in boxes]
+        boxes = [b for b, span in zip(boxes, spans) if span >= WHOLE_MIN]
+        if not boxes or max(spans) >= WHOLE_FACE:
+            whole = (0, 0, round(img.width * factor), round(img.height * factor))
+            return [Face(whole, to_array(img, size, channels, resize), min(img.size) * factor < TOO_SMALL, True)], 0
+    faces = []
+    for box in boxes[:MAX_FACES]:
+        left, top, width, height = _crop_box(box, crop, size[0] / size[1], img.size)
+        pixels = to_array(img.crop((left, top, left + width, top + height)), size, channels, "resize")
+        reported = tuple(round(v * factor) for v in (left, top, width, height))
+        faces.append(Face(reported, pixels, min(width, height) * factor < TOO_SMALL))
+    return faces, len(boxes)
+
+
+def read_faces(path, crop: FaceCrop, size: tuple[int, int], channels: int, resize: str = "resize",
+               max_pixels: int = MAX_PIXELS) -> list[Face]:
+    """The faces of one image file (`find_faces`); a `UserError` naming the file when it is not a
+    readable image."""
+    img, factor, why = open_frame(read_bytes(path), channels, max_pixels)
+    if img is None:
+        raise UserError(f"The file {path} {why}: give a JPEG or PNG image.")
+    return find_faces(img, crop, size, channels, resize, factor)[0]
+
+
+def door(p_happy: list[float], too_small: list[bool], threshold: float) -> tuple[str, str]:
+    """("open" | "closed", why): open when at least one face is found, none is too small to judge
+    and every one is smiling (p >= threshold)."""
+    if not p_happy:
+        return "closed", "no face found"
+    if any(too_small):
+        return "closed", "a face is too small to judge: come closer to the camera"
+    if all(p >= threshold for p in p_happy):
+        return "open", "every face is smiling" if len(p_happy) > 1 else "the face is smiling"
+    return "closed", "a face is not smiling" if len(p_happy) > 1 else "the face is not smiling"
