@@ -126,6 +126,11 @@ def main(argv=None) -> None:
     for dataset in args.datasets:
         winners[dataset], rows = screen(dataset, args)
         sections.append(screen_table(dataset, rows, winners[dataset]))
+    if args.epochs is not None:
+        sections.append(f"A budget override ({args.epochs} epochs, shorter than the recipes): stronger augmentation "
+                        "needs longer schedules, so after a short one the stronger candidates have not yet fitted "
+                        "the clean images and neither their clean accuracy nor their robustness is what they "
+                        "reach. The datasets' default augmentations are not changed on such a screen.")
     if args.phase in ("confirm", "all"):
         lines = ["| network | augmentation | test clean | robustness mean | subject-disjoint clean | ECE clean | "
                  "ECE shifted | time per run |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
