@@ -8,6 +8,7 @@ file (or none), never a half-written one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -36,6 +37,15 @@ def resolve_model_path(path) -> Path:
             "written by `cnnzoo train`."
         )
     return path
+
+
+def sha256(path: Path) -> str:
+    """The file's SHA-256 in hex, read in 1 MiB blocks (archives and models are large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def data_mirror() -> Path | None:

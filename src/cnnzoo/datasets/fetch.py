@@ -9,7 +9,6 @@ structure (a zip whose members give every class, and every official split, an im
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import urllib.request
@@ -17,7 +16,7 @@ import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from cnnzoo._io import atomic_path, data_mirror, home
+from cnnzoo._io import atomic_path, data_mirror, home, sha256
 from cnnzoo.datasets.registry import DatasetSpec
 from cnnzoo.errors import UserError
 
@@ -80,14 +79,6 @@ def check_structure(
     return found
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify(spec: DatasetSpec, path: Path, shown: str | None = None, redo: str | None = None) -> None:
     """Size and sha256 (where the registry knows them), then the structure check."""
     shown = shown or f"The archive {path}"
@@ -97,7 +88,7 @@ def verify(spec: DatasetSpec, path: Path, shown: str | None = None, redo: str | 
             f"{shown} has {path.stat().st_size:,} bytes but {spec.name}'s archive has "
             f"{spec.size:,}: {redo}."
         )
-    if spec.sha256 is not None and _sha256(path) != spec.sha256.lower():
+    if spec.sha256 is not None and sha256(path) != spec.sha256.lower():
         raise UserError(f"{shown} does not have {spec.name}'s sha256 checksum: {redo}.")
     check_structure(spec, path, shown, redo)
 

@@ -29,7 +29,6 @@ Keras' own exporter (`model.export(format="onnx")`) does the work. Where it fall
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import time
@@ -107,7 +106,7 @@ def _load_file(path: Path, *, unsafe, arch, input_shape) -> tuple[keras.Model, d
     model = load_model(path, unsafe=unsafe, arch=arch, **({"input_shape": tuple(input_shape)} if input_shape else {}))
     config = run_config(path)
     train = config.get("train", {})
-    source = {"kind": "run" if config else "model file", "path": str(path), "sha256": _sha256(path)}
+    source = {"kind": "run" if config else "model file", "path": str(path), "sha256": _io.sha256(path)}
     if config:
         source.update(run=path.parent.name, model=train.get("model"), dataset=train.get("dataset"),
                       validation=train.get("validation"), precision=train.get("precision"),
@@ -136,14 +135,6 @@ def _test_metrics(run: Path) -> dict | None:
     summary = {k: metrics[k] for k in ("dataset", "epochs", "best_epoch", "finished") if k in metrics}
     summary["test"] = {k: test[k] for k in ("accuracy", "loss", "images") if k in test}
     return summary
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def inference_model(model: keras.Model) -> keras.Model:

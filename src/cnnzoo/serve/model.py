@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import hashlib
 import io
 import json
 import os
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cnnzoo._io import resolve_model_path
+from cnnzoo._io import resolve_model_path, sha256
 from cnnzoo.analysis.metrics import check_classes, class_probabilities
 from cnnzoo.datasets.images import MAX_PIXELS, try_decode
 from cnnzoo.errors import UserError
@@ -166,11 +165,7 @@ def check_threshold(threshold: float) -> None:
 
 
 def _file_version(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
+    return sha256(path)[:12]
 
 
 def _read_metrics(folder: Path) -> dict | None:
