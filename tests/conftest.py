@@ -18,3 +18,28 @@ def private_cache(tmp_path_factory):
     mp.setenv("CNNZOO_HOME", str(tmp_path_factory.mktemp("home")))
     yield
     mp.undo()
+
+
+def _torch_threads():
+    import keras
+
+    if keras.backend.backend() != "torch":
+        return None
+    import torch
+
+    return torch
+
+
+_TORCH = _torch_threads()
+_DEFAULT_THREADS = _TORCH.get_num_threads() if _TORCH else None
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """Every test starts at PyTorch's default thread count. The door sets the process-wide
+    count (`serve --threads`, in module fixtures too); reductions split over another number of
+    threads round differently, and the exact-resume test compares a killed CLI run (default
+    threads) with its continuation in this process."""
+    if _TORCH is not None:
+        _TORCH.set_num_threads(_DEFAULT_THREADS)
+    yield

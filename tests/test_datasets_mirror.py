@@ -84,6 +84,9 @@ def test_registered_set_shapes_dtypes_classes_and_counts(loaded, name):
     assert ds.preprocessing == {
         "image_size": list(shape[:2]), "channels": shape[2], "scale": 1 / 255, "resize": "resize",
         "resample": "bilinear", "dataset": name, "class_names": class_names,
+        # Face crops record how they were framed, for the face step of predict and serve.
+        **({"faces": {"detector": "haarcascade_frontalface_alt2.xml", "scale": 0.79, "dx": 0.0, "dy": 0.09,
+                      "grey": True}} if name == "smiles" else {}),
     }
     print(f"\n{name}: train {ds.counts()['train']} test {ds.counts()['test']}")
 
