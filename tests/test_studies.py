@@ -257,9 +257,11 @@ def test_transfer_starts_from_a_published_checkpoint_given_with_init(tmp_path, m
     assert "--init resnet18-f37072fd.pth --model resnet18_tv --image-size 64" in text  # the command that made it
 
 
+@pytest.mark.slow
 def test_robustness_screens_every_candidate_on_validation_and_marks_one_chosen(tmp_path):
     """The screen phase on smiles (HappyModel): a row per candidate augmentation with its
-    validation and test robustness, one chosen, and each run's metrics recorded."""
+    validation and test robustness, one chosen, and each run's metrics recorded. Slow (about
+    5 minutes here: the suite's 30 shifted copies of validation and test images per run)."""
     robustness = script("robustness")
     docs = tmp_path / "docs"
     robustness.main(["--phase", "screen", "--datasets", "smiles", "--seeds", "1", "--epochs", "1",
