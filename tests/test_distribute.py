@@ -256,7 +256,7 @@ def test_a_coordinator_port_in_use_is_one_sentence(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.jax
+# Not `jax`: CI's JAX pass (`-m jax`) would override the default `not slow` and run them too.
 @pytest.mark.slow
 @pytest.mark.parametrize("args", [["happy", "--dataset", "smiles"],
                                   ["resnet20", "--image-size", "32", "--dataset", "signs"]], ids=["happy", "resnet20"])
