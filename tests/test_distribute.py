@@ -293,6 +293,17 @@ def _tiny_folder(tmp_path: Path) -> str:
     return f"folder:{tmp_path / 'data'}"
 
 
+def _both_succeed(workers) -> list[tuple[str, str]]:
+    """Wait for the job's processes (killed if they outlive the bound); both must exit 0."""
+    try:
+        outputs = [w.communicate(timeout=300) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    assert [w.returncode for w in workers] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    return outputs
+
+
 def _workers(args, tmp_path: Path) -> list:
     """Processes 0 and 1 of a job training `args`, joined on a free loopback port."""
     import cnnzoo
@@ -314,13 +325,7 @@ def test_two_processes_train_as_one_and_only_process_0_writes(tmp_path):
     pytest.importorskip("jax")
     common = ["happy", "--dataset", _tiny_folder(tmp_path), "--epochs", "2", "--batch-size", "8", "--seed", "3",
               "--validation", "0", "--robustness-images", "0"]
-    workers = _workers([*common, "--out", str(tmp_path / "job")], tmp_path)
-    try:
-        outputs = [w.communicate(timeout=300) for w in workers]
-    finally:
-        for w in workers:
-            w.kill()
-    assert [w.returncode for w in workers] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    outputs = _both_succeed(_workers([*common, "--out", str(tmp_path / "job")], tmp_path))
     assert "process 1 of 2: trained; process 0 writes" in outputs[1][0]
     assert (tmp_path / "job" / "metrics.json").exists()
     one = _cli([*common, "--devices", "2", "--out", str(tmp_path / "single")], tmp_path, timeout=300)
@@ -361,11 +366,5 @@ def test_a_process_killed_mid_epoch_ends_the_other_in_one_sentence_and_resume_co
     assert err.strip().splitlines() == [err.strip()]
     assert err.startswith("error: process 0 of 2 lost another process of the job (")
     assert err.strip().endswith(f"finished epochs are saved in {tmp_path / 'job'}; restart every process with --resume.")
-    workers = _workers([*args, "--resume"], tmp_path)
-    try:
-        outputs = [w.communicate(timeout=300) for w in workers]
-    finally:
-        for w in workers:
-            w.kill()
-    assert [w.returncode for w in workers] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    _both_succeed(_workers([*args, "--resume"], tmp_path))
     assert [float(line.split(",")[0]) for line in history.read_text().splitlines()[1:]] == list(range(1, 9))
