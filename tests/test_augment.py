@@ -118,6 +118,24 @@ def test_a_model_with_every_augmentation_saves_and_loads(tmp_path):
         "low_resolution"]
 
 
+def test_background_swap_replaces_the_plain_wall_only_with_flat_smooth_and_busy_walls():
+    """A skin-coloured square on white paper: every swapped image keeps the square and has a new
+    wall; the walls are of all three kinds (spread of the wall: none, some, much)."""
+    x = np.ones((48, 32, 32, 3), "float32")
+    x[:, 8:24, 8:24] = (0.85, 0.6, 0.45)  # saturated: the subject
+    layer = augment.BackgroundSwap(rate=1.0, seed=0)
+    assert np.array_equal(_np(layer(x)), x)  # inference: unchanged
+    out = _np(layer(x, training=True))
+    np.testing.assert_array_equal(out[:, 8:24, 8:24], x[:, 8:24, 8:24])
+    wall = out[:, :8].reshape(len(x), -1, 3)
+    assert (np.abs(wall - 1.0).max(axis=(1, 2)) > 0.05).all()  # every wall is new
+    spread = wall.std(axis=1).mean(axis=1)
+    assert (spread < 1e-6).any() and ((spread > 0.05) & (spread < 0.2)).any() and (spread > 0.2).any(), spread
+    grey = x[..., :1]
+    assert np.array_equal(_np(layer(grey, training=True)), grey)  # grey: no saturation to tell them apart
+    assert np.array_equal(_np(augment.BackgroundSwap(rate=0.0)(x, training=True)), x)
+
+
 def test_low_resolution_loses_the_fine_detail_a_small_face_lacks():
     checks = np.indices((64, 64)).sum(axis=0) % 2  # the finest detail there is
     smooth = np.linspace(0, 1, 64)[None, :] * np.ones((64, 1))

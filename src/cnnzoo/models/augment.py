@@ -304,13 +304,17 @@ class SensorNoise(keras.layers.GaussianNoise):
 class BackgroundSwap(keras.layers.Layer):
     """Another wall behind the subject: on a share `rate` of colour images, the unsaturated
     pixels (saturation below `saturation`: white or grey paper, its shadows) are replaced by a
-    random smooth colour texture (training only; grey images pass through, they have no
-    saturation to tell subject from background)."""
+    wall drawn per image: a flat colour, a smooth colour texture or a busy one (small blotches
+    and pixel noise), so that no one kind of wall stands for "not the subject" (training only;
+    grey images pass through, they have no saturation to tell subject from background)."""
 
     def __init__(self, saturation: float = 0.2, rate: float = 0.5, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.saturation, self.rate, self.seed = float(saturation), float(rate), seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _uniform(self, shape, dtype):
+        return keras.random.uniform(shape, seed=self.seed_generator, dtype=dtype)
 
     def call(self, images, training=None):
         if not training or images.shape[-1] != 3:
@@ -318,9 +322,15 @@ class BackgroundSwap(keras.layers.Layer):
         batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
         top, bottom = ops.max(images, axis=-1, keepdims=True), ops.min(images, axis=-1, keepdims=True)
         background = ops.cast((top - bottom) < self.saturation * (top + 1e-3), images.dtype)
-        coarse = keras.random.uniform((batch, 4, 4, 3), seed=self.seed_generator, dtype=images.dtype)
-        wall = ops.image.resize(coarse, (height, width), interpolation="bilinear")
-        chosen = ops.cast(keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator) < self.rate, images.dtype)
+        flat = self._uniform((batch, 1, 1, 3), images.dtype) * ops.ones_like(images)
+        smooth = ops.image.resize(self._uniform((batch, 4, 4, 3), images.dtype), (height, width), interpolation="bilinear")
+        blotches = ops.image.resize(self._uniform((batch, 16, 16, 3), images.dtype), (height, width),
+                                    interpolation="bilinear")
+        busy = ops.clip(blotches + 0.1 * keras.random.normal(ops.shape(images), seed=self.seed_generator,
+                                                             dtype=images.dtype), 0.0, 1.0)
+        kind = self._uniform((batch, 1, 1, 1), images.dtype)
+        wall = ops.where(kind < 1 / 3, flat, ops.where(kind < 2 / 3, smooth, busy))
+        chosen = ops.cast(self._uniform((batch, 1, 1, 1), images.dtype) < self.rate, images.dtype)
         mask = background * chosen
         return mask * wall + (1 - mask) * images
 
