@@ -295,8 +295,13 @@ def test_mnist_layout_keeps_its_official_split(home, tmp_path, monkeypatch):
     ds = load("mnist", progress=False)
     assert (len(ds.train), len(ds.test)) == (40, 20) and ds.image_shape == (28, 28, 1)
     assert all(k.startswith("test/") for k in ds.test.keys)
-    resized = load("mnist", image_size=(32, 32), progress=False)
-    assert resized.image_shape == (32, 32, 1) and resized.preprocessing["resize"] == "resize"
+    # LeNet-5's 32x32: the digits are centred on black as in the paper, unless asked to stretch.
+    padded = load("mnist", image_size=(32, 32), progress=False)
+    assert padded.image_shape == (32, 32, 1) and padded.preprocessing["resize"] == "pad"
+    np.testing.assert_array_equal(padded.train.x[:, 2:30, 2:30], ds.train.x)
+    assert not padded.train.x[:, :2].any() and not padded.train.x[:, 30:].any()
+    stretched = load("mnist", image_size=(32, 32), resize="resize", progress=False)
+    assert stretched.preprocessing["resize"] == "resize" and not np.array_equal(stretched.train.x, padded.train.x)
     with zipfile.ZipFile(tmp_path / "mnist.zip") as zf:
         png = zf.read("mnist-pngs-main/test/3/30.png")
     np.testing.assert_array_equal(ds.test.x[list(ds.test.keys).index("test/3/30.png")],

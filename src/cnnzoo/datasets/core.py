@@ -108,7 +108,7 @@ def load(
     skip_bad: bool = False,
     seed: int = 0,
     *,
-    resize: str = "resize",
+    resize: str | None = None,
     test_fraction: float | None = None,
     download: bool = True,
     progress: bool = True,
@@ -121,8 +121,8 @@ def load(
     `name`: a registered name (`list_datasets()`), `folder:PATH` (one sub-folder per
     class, or train/ and test/ each holding those), or `h5:TRAIN.h5[,TEST.h5]` (the
     course's files). `image_size` (int or (height, width)) and `channels` (1 or 3) default
-    to the dataset's; `resize` is "resize" (stretch) or "pad" (centre on black, e.g. MNIST
-    28x28 -> 32x32 for LeNet-5). `validation` is the fraction of the training part held
+    to the dataset's; `resize` is "resize" (stretch) or "pad" (centre on black), by default
+    the dataset's own (MNIST pads its 28x28 digits to LeNet-5's 32x32, as the paper did). `validation` is the fraction of the training part held
     out as `ds.val`; `test_fraction` overrides the held-out test fraction of sets without
     an official split (10%). Both are decided per file by a hash of its path salted with
     `seed`, so a file stays in its split whatever else is added or removed. `skip_bad`
@@ -136,7 +136,7 @@ def load(
     """
     size = image_size_arg(image_size)
     channels = channels_arg(channels)
-    resize = resize_arg(resize)
+    resize = None if resize is None else resize_arg(resize)
     _fraction(validation, "validation")
     if test_fraction is not None:
         _fraction(test_fraction, "test_fraction")
@@ -151,6 +151,7 @@ def load(
         raise UserError(f"{source.name} does not record who is in each image, so it cannot be split by subject: "
                         "split it by file (split_by='file').")
     size, channels = size or source.image_size, channels or source.channels
+    resize = resize or source.resize
     if stream:
         raw, path = _listed(source, size, channels, resize, max_pixels), None
     else:

@@ -74,6 +74,10 @@ class DatasetSpec:
     subject_pattern: str | None = None
     # The images are face crops: predict and serve find faces and frame them so (None: not faces).
     faces: FaceCrop | None = None
+    # How an image is fitted to another input size unless the caller says: "resize" (stretch) or
+    # "pad" (keep its size and aspect, centred on black: MNIST's 28x28 digits in LeNet-5's 32x32
+    # field, as in the paper).
+    resize: str = "resize"
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -234,6 +238,7 @@ register_dataset(DatasetSpec(
     pattern=r"(?P<split>train|test)/(?P<cls>[0-9])/[^/]+",
     classes=_DIGITS,
     augment=("shift",),
+    resize="pad",
     image_size=(28, 28),
     channels=1,
     test_fraction=None,

@@ -51,6 +51,10 @@ class ArchiveSource:
     def test_fraction(self) -> float | None:
         return self.spec.test_fraction
 
+    @property
+    def resize(self) -> str:
+        return self.spec.resize
+
     def key(self, options: dict) -> dict | None:
         """What the cached arrays depend on; None while the archive is not on this machine.
 
@@ -84,6 +88,7 @@ class FolderSource:
 
     path: Path
     image_size = FOLDER_DEFAULT_SIZE
+    resize = "resize"
     channels = 3
     test_fraction = FOLDER_TEST_FRACTION
 
@@ -125,6 +130,7 @@ class H5Source:
     image_size = None
     channels = None
     test_fraction = FOLDER_TEST_FRACTION
+    resize = "resize"
 
     @property
     def name(self) -> str:
