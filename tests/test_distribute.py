@@ -337,10 +337,13 @@ def test_two_processes_train_as_one_and_only_process_0_writes(tmp_path):
 
 @pytest.mark.jax
 @jax_pass
-def test_a_process_killed_mid_epoch_ends_the_other_in_one_sentence_and_resume_continues(tmp_path):
-    """Process 1 killed while the job trains: process 0 sees its gloo collective fail, says so
+@pytest.mark.parametrize("killed", [1, 0])
+def test_a_process_killed_mid_epoch_ends_the_other_in_one_sentence_and_resume_continues(tmp_path, killed):
+    """A process killed while the job trains: the other sees its gloo collective fail, says so
     in one sentence and exits at once (JAX's exit hook would wait in a shutdown barrier, then
-    abort with a native trace); --resume on both continues from the last finished epoch."""
+    abort with a native trace; when the coordinator, process 0, dies, its client ends the
+    others from a native thread with log lines); --resume on both continues from the last
+    finished epoch."""
     import time
 
     pytest.importorskip("jax")
@@ -352,19 +355,19 @@ def test_a_process_killed_mid_epoch_ends_the_other_in_one_sentence_and_resume_co
         started = time.monotonic()
         while not (history.exists() and history.read_text().count("\n") >= 2) and time.monotonic() - started < 180:
             time.sleep(0.1)  # the first epoch is finished and saved
-        workers[1].kill()
-        killed = time.monotonic()
-        _, err = workers[0].communicate(timeout=90)
-        ended = time.monotonic() - killed
+        workers[killed].kill()
+        at = time.monotonic()
+        _, err = workers[1 - killed].communicate(timeout=90)
+        ended = time.monotonic() - at
     finally:
         for w in workers:
             w.kill()
     assert ended < 60
-    assert workers[0].returncode == 1, err[-3000:]
+    assert workers[1 - killed].returncode == 1, err[-3000:]
     finished = history.read_text().count("\n") - 1
     assert 1 <= finished < 8
     assert err.strip().splitlines() == [err.strip()]
-    assert err.startswith("error: process 0 of 2 lost another process of the job (")
+    assert err.startswith(f"error: process {1 - killed} of 2 lost another process of the job (")
     assert err.strip().endswith(f"finished epochs are saved in {tmp_path / 'job'}; restart every process with --resume.")
     _both_succeed(_workers([*args, "--resume"], tmp_path))
     assert [float(line.split(",")[0]) for line in history.read_text().splitlines()[1:]] == list(range(1, 9))

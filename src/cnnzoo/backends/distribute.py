@@ -42,13 +42,22 @@ def multi_host_requested(coordinator, num_processes, process_id) -> bool:
     return bool(given or any(os.environ.get(v) for v in HOST_VARIABLES))
 
 
-def initialize_hosts(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
-    """Join a multi-host job (JAX); arguments left None come from KERAS_DISTRIBUTION_*."""
+def job_position(num_processes: int | None, process_id: int | None) -> tuple[int | None, int | None]:
+    """(process id, process count) of this process in its job, from the flags or else the
+    KERAS_DISTRIBUTION_* variables (None where neither says: JAX may find it in a cluster's own)."""
     if num_processes is not None and num_processes < 1:
         raise UserError(f"--num-processes must be at least 1. Received: --num-processes {num_processes}")
     if process_id is not None and not 0 <= process_id < (num_processes or process_id + 1):
         top = f"between 0 and {num_processes - 1}" if num_processes else "at least 0"
         raise UserError(f"--process-id must be {top} (0 is the coordinator). Received: --process-id {process_id}")
+    count = num_processes if num_processes is not None else _number(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES"))
+    index = process_id if process_id is not None else _number(os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID"))
+    return index, count
+
+
+def initialize_hosts(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
+    """Join a multi-host job (JAX); arguments left None come from KERAS_DISTRIBUTION_*."""
+    given, count = job_position(num_processes, process_id)
     _require_jax("Multi-host training")
     import jax
 
@@ -56,16 +65,13 @@ def initialize_hosts(coordinator: str | None, num_processes: int | None, process
     # has no collectives across processes. GPU and TPU clients ignore this setting.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     address = coordinator or os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES", "").split(",")[0]
-    pid = process_id if process_id is not None else int(os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID", "0") or 0)
-    if pid == 0 and address:
+    if not given and address:
         _check_port_free(address)
     # What keras.distribution.initialize does, with a shorter heartbeat timeout than JAX's 100 s:
     # a process whose peer died (and could not tell it over gloo) is stopped within ~HEARTBEAT_S.
     from keras.src.backend.jax.distribution_lib import initialize_rng
 
-    count = num_processes if num_processes is not None else os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES")
-    given = process_id if process_id is not None else os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID")
-    jax.distributed.initialize(address or None, _number(count), _number(given),
+    jax.distributed.initialize(address or None, count, given,
                                heartbeat_timeout_seconds=HEARTBEAT_S, shutdown_timeout_seconds=HEARTBEAT_S)
     initialize_rng()
 
@@ -92,6 +98,72 @@ def abandon(message: str, code: int = 1) -> None:
     sys.stdout.flush()
     print(message, file=sys.stderr, flush=True)
     os._exit(code)
+
+
+SUPERVISED = "CNNZOO_JOB_PROCESS"  # set in the child that a supervising `cnnzoo train` runs
+# A native (absl) log record of the coordination client, and the lines that continue one.
+_NATIVE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] ")
+_CONTINUED = re.compile(r"^(\s|:|Additional GRPC error information)")
+_SERVICE_LOST = "JAX distributed service detected fatal errors"
+
+
+def supervise(index: int | None, count: int | None, out) -> int:
+    """Run this `cnnzoo` command again as a child and pass its output through; return its exit code.
+
+    When the coordinator (process 0) dies, the coordination client of every other process
+    ends it from a native thread with log lines and exit code 1, often before Python hears of
+    it. Here those lines are dropped and the loss is said in one sentence. The child dies with
+    this process (Linux), so killing the process a launcher started kills its training."""
+    import signal
+    import subprocess
+    import threading
+
+    env = dict(os.environ, **{SUPERVISED: "1"})
+    child = subprocess.Popen([sys.executable, "-m", "cnnzoo", *sys.argv[1:]], env=env, stderr=subprocess.PIPE,
+                             text=True, errors="replace", preexec_fn=_die_with_parent)
+    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl+C reaches the child itself
+    said, lost = [False], [False]
+
+    def relay():
+        native = False
+        for line in child.stderr:
+            native = bool(_NATIVE.match(line)) or (native and bool(_CONTINUED.match(line)))
+            if native:
+                lost[0] = lost[0] or _SERVICE_LOST in line
+                continue
+            said[0] = said[0] or line.startswith("error:")
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+    reader = threading.Thread(target=relay, daemon=True)
+    reader.start()
+    code = child.wait()
+    reader.join()
+    if code != 0 and lost[0] and not said[0]:
+        print(lost_sentence(index, count, "the job's coordination service is gone", out), file=sys.stderr, flush=True)
+    return code if code >= 0 else 128 - code
+
+
+def lost_sentence(index: int | None, count: int | None, detail: str, out) -> str:
+    who = "this process" if index is None or count is None else f"process {index} of {count}"
+    return (f"error: {who} lost another process of the job ({detail}): finished epochs are "
+            f"saved in {out or 'the run folder'}; restart every process with --resume.")
+
+
+def _die_with_parent() -> None:
+    """In the child: be killed when the supervising process dies (Linux's PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def supervised() -> bool:
+    return bool(os.environ.get(SUPERVISED))
 
 
 def _check_port_free(address: str) -> None:

@@ -65,6 +65,9 @@ def train(**options) -> None:
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, not {seeds}.")
     if distribute.multi_host_requested(*hosts):
+        if not distribute.supervised():
+            index, count = distribute.job_position(*hosts[1:])
+            raise typer.Exit(distribute.supervise(index, count, out))
         distribute.initialize_hosts(*hosts)
     folders = []
     for member in range(options["seed"], options["seed"] + seeds):
@@ -77,9 +80,7 @@ def train(**options) -> None:
             raise typer.Exit(130) from None
         except Exception as error:
             if lost := distribute.peer_lost(error):
-                index, count = distribute.process()
-                distribute.abandon(f"error: process {index} of {count} lost another process of the job ({lost}): "
-                                   f"finished epochs are saved in {config.out or 'the run folder'}; restart every process with --resume.")
+                distribute.abandon(distribute.lost_sentence(*distribute.process(), lost, config.out))
             raise
         if metrics["test"] is None:  # a process other than 0 of a multi-process job
             console.print(f"process {metrics['process']} of {metrics['processes']}: trained; process 0 writes "
