@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import pathlib
 import re
 import sys
 from dataclasses import dataclass
@@ -44,11 +45,18 @@ def _installed(module: str) -> bool:
 
 
 def jax_gpu_plugin() -> str | None:
-    """Name of an installed JAX GPU plugin distribution, if any."""
-    for dist in importlib.metadata.distributions():
-        name = dist.metadata.get("Name") or ""
-        if _GPU_PLUGIN.match(name.lower()):
-            return name
+    """Name of an installed JAX GPU plugin distribution, if any. Found by the names of the
+    .dist-info folders on sys.path: reading every installed distribution's metadata cost each
+    start of cnnzoo 0.2 s (170 distributions here)."""
+    for folder in sys.path:
+        try:
+            entries = os.listdir(folder or ".")
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.endswith(".dist-info") and _GPU_PLUGIN.match(entry.split("-")[0].lower()):
+                path = os.path.join(folder or ".", entry)
+                return importlib.metadata.PathDistribution(pathlib.Path(path)).metadata.get("Name") or entry
     return None
 
 
