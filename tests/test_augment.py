@@ -166,3 +166,18 @@ def test_a_fresh_process_loads_a_model_with_cnnzoo_augmentation(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['random_resized_crop', 'channel_shift', 'pca_color']"
+
+
+def test_every_augmentation_trains_in_one_compiled_step_on_jax():
+    """Keras flags its image-transform layers not jittable (for TensorFlow); on JAX allow_jit
+    lifts that, so a model with every augmentation (rotate and tilt among them) trains in one
+    XLA program: an eager step is slow, and under data parallelism it deadlocks XLA:CPU."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16, 16, 3)), *augment.layers_for(augment.AUGMENTATIONS, UINT8),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    augment.allow_jit(model)
+    if keras.backend.backend() == "jax":
+        assert model.jit_compile is True
+    history = model.fit(IMAGES, np.array([0, 1, 0, 1]), batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])

@@ -385,7 +385,7 @@ def layers_for(names, train_images: np.ndarray | None = None) -> list[keras.laye
 # Keras flags these supports_jit=False for TensorFlow, whose image transforms are not XLA ops.
 # On JAX they are keras.ops (affine_transform is jax.scipy's map_coordinates) and trace like any
 # layer; left flagged, one of them makes Keras run the whole training step op by op (eager).
-JIT_SAFE_ON_JAX = (keras.layers.RandomTranslation, keras.layers.RandomZoom)
+JIT_SAFE_ON_JAX = (keras.layers.RandomTranslation, keras.layers.RandomZoom, keras.layers.RandomRotation)
 
 
 def allow_jit(model: keras.Model) -> None:
