@@ -152,6 +152,9 @@ def command_line(script: str, args, defaults: dict) -> str:
         if key in ("docs", "runs") or value == defaults.get(key):
             continue
         flag = "--" + key.replace("_", "-")
+        if value is True:  # a switch
+            parts.append(flag)
+            continue
         values = value if isinstance(value, (list, tuple)) else [value]
         parts.append(" ".join([flag, *map(str, values)]))
     return " ".join(parts)

@@ -5,11 +5,12 @@ chooses each dataset's default augmentation by that suite's mean on the *validat
 
 1. Screen: each candidate augmentation on a cheap network (resnet20 at 32x32 for signs,
    HappyModel for smiles), one seed; the candidate with the best robustness mean on the
-   validation images wins (ties: clean validation accuracy).
+   validation images wins (ties: clean validation accuracy). On signs, the old default and
+   the winner are also trained on the subject-disjoint split (every student on one side).
 2. Confirm: the README's main job (resnet50 on signs) and the smiles networks (HappyModel,
-   resnet20) with the old default and the winner, 3 seeds each: clean test accuracy,
+   resnet20) with the old default and the winner, `--seeds` each: clean test accuracy,
    robustness-suite mean, calibration error (ECE) on clean and shifted test images, and, on
-   signs, clean accuracy on the subject-disjoint split (every student on one side).
+   signs, the winner's clean accuracy on the subject-disjoint split.
 
     python experiments/robustness.py [--phase screen|confirm|all] [--seeds 3] [--epochs N --train-fraction F]
 
@@ -37,11 +38,13 @@ GEOMETRY = "mirror,shift,zoom,tilt"  # the other hand, other distances and angle
 CAMERA = GEOMETRY + ",light,blur,noise"  # and another light and camera
 CANDIDATES = {
     # Most informative first: `--candidates N` screens the first N of each list.
-    "signs": {"shift (the old default)": "shift", "mirror, shift, zoom, tilt": GEOMETRY,
-              "+ light, blur, noise": CAMERA, "+ erase, background": CAMERA + ",erase,background",
-              "mirror,shift": "mirror,shift", "+ erase": CAMERA + ",erase", "+ background": CAMERA + ",background"},
-    "smiles": {"mirror,shift (the old default)": "mirror,shift", "+ zoom, tilt (mirror, shift, zoom, tilt)": GEOMETRY,
-               "+ light, blur, noise": CAMERA, "+ erase": CAMERA + ",erase"},
+    "signs": {"shift (the old default)": "shift", "+ light, blur, noise, background": CAMERA + ",background",
+              "+ light, blur, noise": CAMERA, "mirror, shift, zoom, tilt": GEOMETRY,
+              "+ erase, background": CAMERA + ",erase,background", "mirror,shift": "mirror,shift",
+              "+ erase": CAMERA + ",erase"},
+    "smiles": {"mirror,shift,lowres (the old default)": "mirror,shift,lowres",
+               "+ light, blur, noise": CAMERA + ",lowres", "+ zoom, tilt (mirror, shift, zoom, tilt)": GEOMETRY + ",lowres",
+               "+ erase": CAMERA + ",erase,lowres"},
 }
 # (network, input side, share of the training images). smiles has 9,668 training faces
 # (HappyModel: about 90 s an epoch here), so its screen trains on a tenth of each class.
@@ -82,19 +85,39 @@ def screen(dataset: str, args) -> tuple[str, list[tuple[str, dict]]]:
     return CANDIDATES[dataset][best[0]], rows
 
 
-def screen_table(dataset: str, rows, winner: str) -> str:
+def subject_split(model, dataset, augment, seed, args, size=None, train: bool = True) -> dict | None:
+    """The run's metrics on the subject-disjoint split (no robustness: its test is other people);
+    without `train`, only a finished run's (else None)."""
+    return train_or_reuse(config(model, dataset, augment, seed, args, size, "subject"), FOLDER, args.runs,
+                          record=args.docs / "runs", reuse_only=not train)
+
+
+def screen_table(dataset: str, rows, winner: str, args) -> str:
     model, size, fraction = SCREEN[dataset]
+    subjects = dataset_subjects(dataset)
     lines = [f"**{dataset}**, screened on {model}" + (f" at {size}x{size}" if size else "")
              + (f" with {fraction:.0%} of each class's training images" if fraction < 1 else "") + ", seed 0; chosen by "
              "the validation images' robustness mean:", "",
-             "| augmentation | val clean | val robustness mean | test clean | test robustness mean | test ECE |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+             ("| augmentation | val clean | val robustness mean | test clean | test robustness mean | test ECE | "
+              "test ECE shifted | subject-disjoint test clean |"),
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for label, m in rows:
-        mark = " **(chosen)**" if CANDIDATES[dataset][label] == winner else ""
+        augment = CANDIDATES[dataset][label]
+        mark = " **(chosen)**" if augment == winner else ""
+        subject = "—"
+        if subjects and (augment == winner or "old default" in label):
+            subject = f"{subject_split(model, dataset, augment, 0, args, size)['test']['accuracy']:.1%}"
         lines.append(f"| {label}{mark} | {m['validation']['accuracy']:.1%} | "
                      f"{m['validation']['robustness']['mean']:.1%} | {m['test']['accuracy']:.1%} | "
-                     f"{m['robustness']['mean']:.1%} | {m['test']['ece']:.1%} |")
+                     f"{m['robustness']['mean']:.1%} | {m['test']['ece']:.1%} | {m['robustness']['ece']:.1%} | "
+                     f"{subject} |")
     return "\n".join(lines)
+
+
+def dataset_subjects(dataset: str) -> bool:
+    from cnnzoo.datasets import dataset_info
+
+    return dataset_info(dataset).subject_pattern is not None
 
 
 def confirm_rows(dataset: str, augments: dict[str, str], args) -> list[str]:
@@ -103,10 +126,10 @@ def confirm_rows(dataset: str, augments: dict[str, str], args) -> list[str]:
         for label, augment in augments.items():
             runs = [measured(config(model, dataset, augment, seed, args, size), args) for seed in range(args.seeds)]
             subject = ""
-            if dataset == "signs":
-                split = [measured(config(model, dataset, augment, seed, args, size, "subject"), args)
+            if dataset_subjects(dataset) and "(chosen)" in label:
+                split = [subject_split(model, dataset, augment, seed, args, size, train=args.confirm_subjects)
                          for seed in range(args.seeds)]
-                subject = mean_sd(m["test"]["accuracy"] for m in split)
+                subject = mean_sd(m["test"]["accuracy"] for m in split) if all(split) else "not run"
             lines.append(
                 f"| {model} | {label} | {mean_sd(m['test']['accuracy'] for m in runs)} | "
                 f"{mean_sd(m['robustness']['mean'] for m in runs)} | {subject or '—'} | "
@@ -119,27 +142,31 @@ def main(argv=None) -> None:
     parser = study_parser(__doc__, seeds=3)
     parser.add_argument("--phase", choices=("screen", "confirm", "all"), default="all")
     parser.add_argument("--datasets", nargs="+", default=list(CANDIDATES))
+    parser.add_argument("--confirm-subjects", action="store_true",
+                        help="also train the confirmed networks on the subject-disjoint split (a run per seed)")
     parser.add_argument("--candidates", type=int, default=max(map(len, CANDIDATES.values())),
                         help="screen the first N candidates of each dataset (the old default is the first)")
     args = parser.parse_args(argv)
     sections, winners = [], {}
     for dataset in args.datasets:
         winners[dataset], rows = screen(dataset, args)
-        sections.append(screen_table(dataset, rows, winners[dataset]))
+        sections.append(screen_table(dataset, rows, winners[dataset], args))
     if args.epochs is not None:
         sections.append(f"A budget override ({args.epochs} epochs, shorter than the recipes): stronger augmentation "
                         "needs longer schedules, so after a short one the stronger candidates have not yet fitted "
                         "the clean images and neither their clean accuracy nor their robustness is what they "
                         "reach. The datasets' default augmentations are not changed on such a screen.")
     if args.phase in ("confirm", "all"):
-        lines = ["| network | augmentation | test clean | robustness mean | subject-disjoint clean | ECE clean | "
-                 "ECE shifted | time per run |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines = [("| network | augmentation | test clean | robustness mean | subject-disjoint clean | ECE clean | "
+                  "ECE shifted | time per run |"), "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for dataset in args.datasets:
             old = next(a for label, a in CANDIDATES[dataset].items() if "old default" in label)
             lines += confirm_rows(dataset, {f"{dataset}: {old} (old default)": old,
                                             f"{dataset}: {winners[dataset]} (chosen)": winners[dataset]}, args)
-        sections.append("**Confirmed**, " + f"{args.seeds} seeds each (mean ± sd):\n\n" + "\n".join(lines))
+        seeds = f"{args.seeds} seeds each (mean ± sd)" if args.seeds > 1 else "1 seed each"
+        sections.append(f"**Confirmed**, {seeds}:\n\n" + "\n".join(lines))
     defaults = {"seeds": 3, "phase": "all", "datasets": list(CANDIDATES), "epochs": None, "train_fraction": 1.0,
+                "confirm_subjects": False,
                 "candidates": max(map(len, CANDIDATES.values()))}
     write_section(FOLDER, "## Robustness: the default augmentation chosen by the robustness suite\n\n"
                   f"`{command_line('robustness.py', args, defaults)}` on {machine()}.\n\n" + "\n\n".join(sections),

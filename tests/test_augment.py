@@ -95,7 +95,8 @@ def test_names_and_defaults():
     assert augment.parse("mirror, pca") == ("mirror", "pca")
     assert augment.parse("none") == () and augment.parse("") == ()
     assert default_augmentations("smiles") == ("mirror", "shift", "lowres")
-    assert default_augmentations("signs") == ("shift",)  # a mirrored hand sign is the other hand's
+    assert default_augmentations("signs") == ("shift",)  # kept: the robustness screen's pick did not confirm
+    assert default_augmentations("mnist") == ("shift",)  # a mirrored digit is no digit
     assert default_augmentations("folder:/x") == ()
     with pytest.raises(UserError, match="Unknown augmentation 'sharpen'"):
         augment.parse("mirror,sharpen")
