@@ -1,12 +1,16 @@
-"""Study: the case-study leaderboard, every zoo network trained on signs (and smiles).
+"""Study: the case-study leaderboard, every zoo network trained on signs and smiles, and the
+networks that fit MNIST's digits on mnist.
 
 Each network with its default recipe (`cnnzoo train NAME --dataset signs`) except the input
 size: the smaller of the network's default input and the dataset's 64x64 (the images have no
 more detail than that; 224x224 would cost 12x the compute on this CPU), and never below the
-network's smallest input (AlexNet: 67x67). LeNet-5 keeps its 32x32 grey input. Reported:
-parameters and GMACs at that input, training time per run, test accuracy over the seeds.
+network's smallest input (AlexNet: 67x67). LeNet-5 keeps its 32x32 grey input. On mnist every
+network reads the 28x28 digits centred in 32x32, as LeNet-5 does, so only the networks built for
+small images are on its board (the CIFAR-layout ResNets and plain nets, LeNet-5 both ways,
+HappyModel, and GoogLeNet, whose input can be that small; not AlexNet, whose pooling needs 67x67).
+Reported: parameters and GMACs at that input, training time per run, test accuracy over the seeds.
 
-    python experiments/study_leaderboard.py [--models NAME ...] [--datasets signs smiles] [--seeds 3]
+    python experiments/study_leaderboard.py [--models NAME ...] [--datasets signs smiles mnist] [--seeds 3]
         [--board NAME ...] [--jobs N]
     cnnzoo study leaderboard ...
 
@@ -50,11 +54,14 @@ from cnnzoo.models import get_model, list_models, model_info  # noqa: E402
 from cnnzoo.training.config import PRECISIONS, TrainConfig  # noqa: E402
 from cnnzoo.training.fit import output_units  # noqa: E402
 
-DATASETS = ("signs", "smiles")
+DATASETS = ("signs", "smiles", "mnist")
+SIDE = {"mnist": 32}  # every network's input on these datasets: MNIST's digits padded as for LeNet-5
+SMALL_IMAGES = 32  # mnist's board: the networks whose default input is at most this, and
+ALSO_SMALL = ("happy", "googlenet")  # the course's HappyModel, and GoogLeNet (its smallest input is 1)
 SMALLEST_INPUT = {"alexnet": 67}  # the networks whose pooling needs more than 64x64
 SEEDS_SHOWN = 5  # finished runs of seeds 0..4 count, whoever trained them
 ZOOM = 4  # accuracy points below the best that the figure shows to scale
-TRAIN_IMAGES = {"signs": 899, "smiles": 9_668}  # per epoch, as recorded: orders --jobs' runs by cost
+TRAIN_IMAGES = {"signs": 899, "smiles": 9_668, "mnist": 54_000}  # per epoch, as recorded: orders --jobs' runs by cost
 
 
 def zoo() -> list[str]:
@@ -62,10 +69,14 @@ def zoo() -> list[str]:
     return [n for n in list_models() if model_info(n).builder.__module__.startswith("cnnzoo.models")]
 
 
+def on_board(name: str, dataset: str) -> bool:
+    return dataset not in SIDE or model_info(name).input_shape[0] <= SMALL_IMAGES or name in ALSO_SMALL
+
+
 def image_size(name: str, dataset: str) -> int | None:
     """The leaderboard's input side, or None where it is the network's default."""
     default = model_info(name).input_shape[0]
-    side = max(min(default, dataset_info(dataset).image_size[0]), SMALLEST_INPUT.get(name, 1))
+    side = SIDE.get(dataset) or max(min(default, dataset_info(dataset).image_size[0]), SMALLEST_INPUT.get(name, 1))
     return None if side == default else side
 
 
@@ -116,7 +127,7 @@ def train_missing(args, names: list[str]) -> list[str]:
     that failed."""
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # this process builds models too (cost)
     todo = [(name, dataset, seed) for dataset in args.datasets for name in names for seed in range(args.seeds)
-            if finished_run(name, dataset, seed, args, train=False) is None]
+            if on_board(name, dataset) and finished_run(name, dataset, seed, args, train=False) is None]
     todo.sort(key=lambda run: cost(run[0], run[1])[1] * TRAIN_IMAGES[run[1]] * model_info(run[0]).recipe.epochs)
     jobs = min(args.jobs, len(todo))
     if jobs <= 1:
@@ -211,7 +222,7 @@ def main(argv=None) -> None:
     failed = train_missing(args, [name for name in args.board or zoo() if name in train_now])
     rows = []
     for dataset in DATASETS:
-        for name in args.board or zoo():  # every finished seed of every network
+        for name in [n for n in args.board or zoo() if on_board(n, dataset)]:  # every finished seed of every network
             found = [finished_run(name, dataset, seed, args, train=False)
                      for seed in range(max(args.seeds, SEEDS_SHOWN))]
             found = [m for m in found if m is not None]
@@ -236,7 +247,8 @@ def main(argv=None) -> None:
 
 Every zoo network with its default recipe (`cnnzoo train NAME --dataset DATASET`, [train.py's
 RECIPES](../src/cnnzoo/train.py)) at the smaller of its default input and the data's 64x64
-(never below its smallest input; LeNet-5 reads 32x32 grey). Parameters and GMACs at that input
+(never below its smallest input; LeNet-5 reads 32x32 grey); on mnist, the networks built for small
+images, each reading the 28x28 digits centred in 32x32. Parameters and GMACs at that input
 and the dataset's classes; test accuracy on the dataset's test split, best epoch chosen on
 validation; training time per run (the median over seeds), on the CPU named above unless a GPU
 is named ("N runs at once": trained N at a time on that machine, `--jobs N`, so each took longer

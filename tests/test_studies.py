@@ -87,6 +87,17 @@ def test_leaderboard_trains_the_named_networks_and_lists_the_rest(tmp_path):
     assert all(row.endswith("| not trained yet | — |") for row in table_rows(section) if row.startswith("| smiles |"))
 
 
+def test_the_leaderboard_trains_lenet5_on_mnist_padded_and_boards_only_small_image_networks(tmp_path):
+    section = run("leaderboard", tmp_path, "--models", "lenet5", "--board", "lenet5", "happy", "alexnet", "resnet20",
+                  "--datasets", "mnist", "--train-fraction", 0.01)
+    rows = [row for row in table_rows(section) if row.startswith("| mnist |")]
+    assert [row.split(" | ")[1] for row in rows] == ["`lenet5`", "`happy`", "`resnet20`"]  # AlexNet needs 67x67
+    assert re.match(r"\| mnist \| `lenet5` \| 32x32x1 \| 61,706 \| 0.000423 \| \d+\.\d% \(1\) \| \d+\.\d min \|", rows[0])
+    assert rows[1].startswith("| mnist | `happy` | 32x32x3 |") and rows[2].startswith("| mnist | `resnet20` | 32x32x3 |")
+    [record] = (tmp_path / "docs" / "runs" / "experiments").glob("lenet5-mnist-*.json")
+    assert json.loads(record.read_text())["train_images"] == 540  # 1% of each class of 54,000
+
+
 def test_the_leaderboard_trains_the_cheapest_runs_first(tmp_path, monkeypatch):
     """Whatever order the networks are named in, so a session stopped part-way leaves whole cheap rows."""
     leaderboard = study("leaderboard")
