@@ -58,7 +58,7 @@ def job_position(num_processes: int | None, process_id: int | None) -> tuple[int
 def initialize_hosts(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
     """Join a multi-host job (JAX); arguments left None come from KERAS_DISTRIBUTION_*."""
     given, count = job_position(num_processes, process_id)
-    _require_jax("Multi-host training")
+    require_jax("Multi-host training")
     import jax
 
     # CPU devices of different processes reach each other over gloo (TCP); without it, XLA:CPU
@@ -113,7 +113,8 @@ def supervise(index: int | None, count: int | None, out) -> int:
     When the coordinator (process 0) dies, the coordination client of every other process
     ends it from a native thread with log lines and exit code 1, often before Python hears of
     it. Here those lines are dropped and the loss is said in one sentence. The child dies with
-    this process (Linux), so killing the process a launcher started kills its training."""
+    this process (Linux), so killing the process a launcher started kills its training. The
+    child's command line is this process's (`sys.argv`): call it from the `cnnzoo` command."""
     import signal
     import subprocess
     import threading
@@ -198,7 +199,7 @@ def data_parallel(devices, batch_size: int):
     processes = process()[1]
     if devices == 1 and processes == 1:
         return contextlib.nullcontext(), 1
-    _require_jax("Multi-device training")
+    require_jax("Multi-device training")
     available = keras.distribution.list_devices()
     if processes > 1 and devices not in (1, "all", len(available)):
         raise UserError(f"A job of {processes} processes trains on all its {len(available)} devices: leave out "
@@ -256,7 +257,7 @@ def step_callbacks(device_count: int) -> list:
     return []
 
 
-def _require_jax(what: str) -> None:
+def require_jax(what: str) -> None:
     if keras.backend.backend() != "jax":
         raise UserError(
             f"{what} uses Keras' distribution API, which needs the JAX backend: rerun with "

@@ -65,8 +65,9 @@ def train(**options) -> None:
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, not {seeds}.")
     if distribute.multi_host_requested(*hosts):
+        index, count = distribute.job_position(*hosts[1:])  # checked before a child process starts
+        distribute.require_jax("Multi-host training")
         if not distribute.supervised():
-            index, count = distribute.job_position(*hosts[1:])
             raise typer.Exit(distribute.supervise(index, count, out))
         distribute.initialize_hosts(*hosts)
     folders = []
