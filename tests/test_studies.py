@@ -95,7 +95,7 @@ def test_the_leaderboard_trains_lenet5_on_mnist_padded_and_boards_only_small_ima
     assert re.match(r"\| mnist \| `lenet5` \| 32x32x1 \| 61,706 \| 0.000423 \| \d+\.\d% \(1\) \| \d+\.\d min \|", rows[0])
     assert rows[1].startswith("| mnist | `happy` | 32x32x3 |") and rows[2].startswith("| mnist | `resnet20` | 32x32x3 |")
     [record] = (tmp_path / "docs" / "runs" / "experiments").glob("lenet5-mnist-*.json")
-    assert json.loads(record.read_text())["train_images"] == 540  # 1% of each class of 54,000
+    assert 400 < json.loads(record.read_text())["train_images"] < 700  # about 1% of MNIST's 54,000 (hashed picks)
 
 
 def test_the_leaderboard_trains_the_cheapest_runs_first(tmp_path, monkeypatch):
