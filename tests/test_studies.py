@@ -68,6 +68,7 @@ def test_bottleneck_reports_the_lecture_costs_and_both_modules(tmp_path):
     assert reduced.startswith("| `inception_1x1` | 128.3M | 164,800 |")
 
 
+@pytest.mark.slow  # 10 trainings (50 s); tests/test_transfer.py covers --init and --freeze in CI
 def test_transfer_compares_three_starts_at_three_data_sizes(tmp_path):
     section = run("transfer", tmp_path, "--train-fraction", 0.15)
     rows = table_rows(section)
@@ -231,6 +232,7 @@ def test_cnnzoo_study_runs_a_study_and_refuses_unknown_names(tmp_path):
     assert "Unknown study 'depth': choose one of degradation, bottleneck, transfer, leaderboard." in result.stderr
 
 
+@pytest.mark.slow  # 9 trainings and their test-time rows (about a minute); test_tta.py covers 10-crop in CI
 def test_augment_ablation_has_a_row_per_augmentation_and_per_test_time_choice(tmp_path):
     script("augment_ablation").main(["--datasets", "signs", "--seeds", "1", "--epochs", "1", "--train-fraction", "0.05",
                    "--docs", str(tmp_path / "docs"), "--runs", str(tmp_path / "runs")])
