@@ -122,10 +122,11 @@ def load(
     class, or train/ and test/ each holding those), or `h5:TRAIN.h5[,TEST.h5]` (the
     course's files). `image_size` (int or (height, width)) and `channels` (1 or 3) default
     to the dataset's; `resize` is "resize" (stretch) or "pad" (centre on black), by default
-    the dataset's own (MNIST pads its 28x28 digits to LeNet-5's 32x32, as the paper did). `validation` is the fraction of the training part held
-    out as `ds.val`; `test_fraction` overrides the held-out test fraction of sets without
-    an official split (10%). Both are decided per file by a hash of its path salted with
-    `seed`, so a file stays in its split whatever else is added or removed. `skip_bad`
+    the dataset's own (MNIST pads its 28x28 digits to LeNet-5's 32x32, as the paper did).
+    `validation` is the fraction of the training part held out as `ds.val`; `test_fraction`
+    overrides the held-out test fraction of sets without an official split (10%). Both are
+    decided per file by a hash of its path salted with `seed`, so a file stays in its split
+    whatever else is added or removed. `skip_bad`
     skips unreadable images (listed in `ds.skipped`) instead of failing. The decoded arrays
     are cached under $CNNZOO_HOME; archives come from $CNNZOO_DATA_MIRROR or the internet.
     `stream=True` (folders only) lists the files instead, and the splits decode them as
