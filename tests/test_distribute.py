@@ -47,8 +47,9 @@ SCRIPT = textwrap.dedent("""
         metrics = train(TrainConfig("happy", dataset, epochs=2, batch_size=8, seed=3, devices=devices,
                                     validation=0.0, out=str(root / f"run{devices}")), verbose=0)
         result[devices] = metrics["data_parallel_devices"]
-    # With a validation split of 5 images: its last batch is padded to split evenly.
-    train(TrainConfig("happy", dataset, epochs=1, batch_size=4, devices="2", validation=0.2,
+    # A validation split of an odd count in batches of 2: full batches, then a last one padded
+    # to split evenly (Keras lays out every batch like the first, so all must look alike).
+    train(TrainConfig("happy", dataset, epochs=1, batch_size=2, devices="2", validation=0.2,
                       out=str(root / "val")), verbose=0)
     result["val_history"] = (root / "val" / "history.csv").read_text().splitlines()[0]
     one, two = (keras.saving.load_model(root / f"run{d}" / "last.keras") for d in "12")
@@ -59,6 +60,18 @@ SCRIPT = textwrap.dedent("""
     result["loss"] = [json.loads((root / f"run{d}" / "metrics.json").read_text())["test"]["loss"] for d in "12"]
     result["steps"] = [int(keras.ops.convert_to_numpy(m.optimizer.iterations)) for m in (one, two)]
     result["files"] = sorted(p.name for p in (root / "run2").iterdir())
+    # Five images in batches of 2 over 2 devices: two full batches, then one padded with a
+    # zero-weight copy; accuracy must count the five images only, as on one device.
+    from cnnzoo.backends import distribute
+    from cnnzoo.datasets.batches import ArrayBatches
+
+    images, labels = rng.integers(0, 256, (5, *two.input_shape[1:])).astype("uint8"), np.array([0, 1, 2, 0, 1])
+    result["accuracy_one_device"] = two.evaluate(images, labels, batch_size=5, verbose=0, return_dict=True)["accuracy"]
+    scope, _ = distribute.data_parallel("2", 2)
+    with scope:
+        spread = keras.saving.load_model(root / "run2" / "last.keras")
+        result["accuracy_padded"] = spread.evaluate(ArrayBatches(images, labels, 2, shuffle=False, pad_to=2),
+                                                    verbose=0, return_dict=True)["accuracy"]
     # Decoding the folder per batch in background threads (--stream) feeds the same batches.
     train(TrainConfig("happy", dataset, epochs=2, batch_size=8, seed=3, devices="2", validation=0.0, stream=True,
                       out=str(root / "stream2")), verbose=0)
@@ -116,6 +129,7 @@ def test_data_parallel_streamed_from_files_trains_as_from_the_cache(jax_two_devi
 
 def test_data_parallel_validates_on_a_batch_that_does_not_split_evenly(jax_two_devices):
     assert "val_accuracy" in jax_two_devices["val_history"].split(",")
+    assert jax_two_devices["accuracy_padded"] == pytest.approx(jax_two_devices["accuracy_one_device"], abs=1e-6)
 
 
 def test_data_parallel_run_folder_is_complete(jax_two_devices):

@@ -81,7 +81,10 @@ class ArrayBatches(keras.utils.PyDataset):
         mine = slice(share * len(chosen) // count, (share + 1) * len(chosen) // count)
         chosen, weights = chosen[mine], weights[mine]
         x, y = self.x[chosen], _take(self.y, chosen)
-        return (x, y) if not short else (x, y, weights)
+        # One structure for every batch of a split: Keras' JAX data parallelism lays every batch
+        # out like the first one (JAXEpochIterator), so a padded last batch must not be the only
+        # one that carries weights.
+        return (x, y) if self.pad_to == 1 else (x, y, weights)
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

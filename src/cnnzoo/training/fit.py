@@ -90,7 +90,8 @@ def compile_for(model: keras.Model, config: TrainConfig, steps: int) -> None:
         optimizer=keras.optimizers.Adam(lr, weight_decay=config.weight_decay or None),
         loss=[loss] * (1 + len(aux_weights)) if aux_weights else loss,
         loss_weights=[1.0, *aux_weights] if aux_weights else None,
-        metrics=[["accuracy"]] + [[] for _ in aux_weights] if aux_weights else ["accuracy"],
+        # Weighted: the zero-weight copies that pad a multi-device evaluation batch must not count.
+        weighted_metrics=[["accuracy"]] + [[] for _ in aux_weights] if aux_weights else ["accuracy"],
     )
 
 
