@@ -97,6 +97,8 @@ def test_the_leaderboard_trains_lenet5_on_mnist_padded_and_boards_only_small_ima
     assert rows[1].startswith("| mnist | `happy` | 32x32x3 |") and rows[2].startswith("| mnist | `resnet20` | 32x32x3 |")
     [record] = (tmp_path / "docs" / "runs" / "experiments").glob("lenet5-mnist-*.json")
     assert 400 < json.loads(record.read_text())["train_images"] < 700  # about 1% of MNIST's 54,000 (hashed picks)
+    [config] = (tmp_path / "runs").rglob("lenet5-mnist-*/config.json")
+    assert json.loads(config.read_text())["train"]["batch_size"] == 128  # MNIST's size asks for more than 32
 
 
 def test_the_leaderboard_trains_the_cheapest_runs_first(tmp_path, monkeypatch):
