@@ -57,11 +57,14 @@ def config(model, dataset, augment, seed, args, image_size=None, split_by="file"
                        train_fraction=args.train_fraction * fraction, split_by=split_by)
 
 
-def measured(cfg: TrainConfig, args) -> dict:
-    """The run's metrics (trained or reused), with its robustness on the validation images."""
+def measured(cfg: TrainConfig, args, train: bool = True) -> dict | None:
+    """The run's metrics (trained or reused), with its robustness on the validation images;
+    without `train`, only a finished run's (else None)."""
     from cnnzoo.inference.evaluate import evaluate_models
 
-    metrics = train_or_reuse(cfg, FOLDER, args.runs, record=args.docs / "runs", robustness=True)
+    metrics = train_or_reuse(cfg, FOLDER, args.runs, record=args.docs / "runs", robustness=True, reuse_only=not train)
+    if metrics is None:
+        return None
     if "validation" not in metrics:
         folder = run_folder(cfg, FOLDER, args.runs)
         result = evaluate_models([folder], split="val", robustness=True)
@@ -103,7 +106,7 @@ def screen_table(dataset: str, rows, winner: str, args) -> str:
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for label, m in rows:
         augment = CANDIDATES[dataset][label]
-        mark = " **(chosen)**" if augment == winner else ""
+        mark = " **(screen winner)**" if augment == winner else ""
         subject = "—"
         if subjects and (augment == winner or "old default" in label):
             subject = f"{subject_split(model, dataset, augment, 0, args, size)['test']['accuracy']:.1%}"
@@ -120,13 +123,17 @@ def dataset_subjects(dataset: str) -> bool:
     return dataset_info(dataset).subject_pattern is not None
 
 
-def confirm_rows(dataset: str, augments: dict[str, str], args) -> list[str]:
+def confirm_rows(dataset: str, augments: dict[str, str], args, train: bool = True) -> list[str]:
+    """The confirmation's rows; without `train`, those whose every seed has a finished run."""
     lines = []
     for model, size in CONFIRM[dataset]:
         for label, augment in augments.items():
-            runs = [measured(config(model, dataset, augment, seed, args, size), args) for seed in range(args.seeds)]
+            runs = [measured(config(model, dataset, augment, seed, args, size), args, train)
+                    for seed in range(args.seeds)]
+            if not all(runs):
+                continue
             subject = ""
-            if dataset_subjects(dataset) and "(chosen)" in label:
+            if dataset_subjects(dataset) and "(screen winner)" in label:
                 split = [subject_split(model, dataset, augment, seed, args, size, train=args.confirm_subjects)
                          for seed in range(args.seeds)]
                 subject = mean_sd(m["test"]["accuracy"] for m in split) if all(split) else "not run"
@@ -156,19 +163,22 @@ def main(argv=None) -> None:
                         "needs longer schedules, so after a short one the stronger candidates have not yet fitted "
                         "the clean images and neither their clean accuracy nor their robustness is what they "
                         "reach. The datasets' default augmentations are not changed on such a screen.")
-    if args.phase in ("confirm", "all"):
-        lines = [("| network | augmentation | test clean | robustness mean | subject-disjoint clean | ECE clean | "
-                  "ECE shifted | time per run |"), "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for dataset in args.datasets:
-            old = next(a for label, a in CANDIDATES[dataset].items() if "old default" in label)
-            lines += confirm_rows(dataset, {f"{dataset}: {old} (old default)": old,
-                                            f"{dataset}: {winners[dataset]} (chosen)": winners[dataset]}, args)
+    # A screen lists the confirmation's finished runs, so screening one dataset keeps the others' rows.
+    confirming = args.phase in ("confirm", "all")
+    lines = [("| network | augmentation | test clean | robustness mean | subject-disjoint clean | ECE clean | "
+              "ECE shifted | time per run |"), "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for dataset in args.datasets:
+        old = next(a for label, a in CANDIDATES[dataset].items() if "old default" in label)
+        lines += confirm_rows(dataset, {f"{dataset}: {old} (old default)": old,
+                                        f"{dataset}: {winners[dataset]} (screen winner)": winners[dataset]}, args,
+                              train=confirming)
+    if len(lines) > 2:
         seeds = f"{args.seeds} seeds each (mean ± sd)" if args.seeds > 1 else "1 seed each"
         sections.append(f"**Confirmed**, {seeds}:\n\n" + "\n".join(lines))
     defaults = {"seeds": 3, "phase": "all", "datasets": list(CANDIDATES), "epochs": None, "train_fraction": 1.0,
                 "confirm_subjects": False,
                 "candidates": max(map(len, CANDIDATES.values()))}
-    write_section(FOLDER, "## Robustness: the default augmentation chosen by the robustness suite\n\n"
+    write_section(FOLDER, "## Robustness: screening augmentations with the robustness suite\n\n"
                   f"`{command_line('robustness.py', args, defaults)}` on {machine()}.\n\n" + "\n\n".join(sections),
                   args.docs / "RESULTS.md" if args.docs != ROOT / "docs" else ROOT / "docs" / "RESULTS.md")
 

@@ -273,9 +273,9 @@ def test_transfer_starts_from_a_published_checkpoint_given_with_init(tmp_path, m
 
 
 @pytest.mark.slow
-def test_robustness_screens_every_candidate_on_validation_and_marks_one_chosen(tmp_path):
+def test_robustness_screens_every_candidate_on_validation_and_marks_one_winner(tmp_path):
     """The screen phase on smiles (HappyModel): a row per candidate augmentation with its
-    validation and test robustness, one chosen, and each run's metrics recorded. Slow (about
+    validation and test robustness, one the winner, and each run's metrics recorded. Slow (about
     5 minutes here: the suite's 30 shifted copies of validation and test images per run)."""
     robustness = script("robustness")
     docs = tmp_path / "docs"
@@ -284,9 +284,9 @@ def test_robustness_screens_every_candidate_on_validation_and_marks_one_chosen(t
     section = re.search("<!-- robustness:start -->(.*)<!-- robustness:end -->", (docs / "RESULTS.md").read_text(), re.S)
     assert section
     rows = table_rows(section.group(1))
-    assert [row.split(" | ")[0].removeprefix("| ").removesuffix(" **(chosen)**") for row in rows] == list(
+    assert [row.split(" | ")[0].removeprefix("| ").removesuffix(" **(screen winner)**") for row in rows] == list(
         robustness.CANDIDATES["smiles"])
-    assert sum("**(chosen)**" in row for row in rows) == 1
+    assert sum("**(screen winner)**" in row for row in rows) == 1
     assert all(re.fullmatch(r"\| .+ \| (\d+\.\d% \| ){5}", row + " ") for row in rows), rows
     records = list((docs / "runs" / "robustness").glob("*.json"))
     assert len(records) == len(rows)
