@@ -119,21 +119,22 @@ def supervise(index: int | None, count: int | None, out) -> int:
     import subprocess
     import threading
 
-    env = dict(os.environ, **{SUPERVISED: "1"})
+    env = dict(os.environ, **{SUPERVISED: str(os.getpid())})
     child = subprocess.Popen([sys.executable, "-m", "cnnzoo", *sys.argv[1:]], env=env, stderr=subprocess.PIPE,
-                             text=True, errors="replace", preexec_fn=_die_with_parent)
+                             text=True, errors="replace")
     signal.signal(signal.SIGTERM, lambda *_: child.terminate())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl+C reaches the child itself
-    said, lost = [False], [False]
+    said = lost = False  # an error sentence of the child's own; the coordination service lost
 
     def relay():
+        nonlocal said, lost
         native = False
         for line in child.stderr:
             native = bool(_NATIVE.match(line)) or (native and bool(_CONTINUED.match(line)))
             if native:
-                lost[0] = lost[0] or _SERVICE_LOST in line
+                lost = lost or _SERVICE_LOST in line
                 continue
-            said[0] = said[0] or line.startswith("error:")
+            said = said or line.startswith("error:")
             sys.stderr.write(line)
             sys.stderr.flush()
 
@@ -141,7 +142,7 @@ def supervise(index: int | None, count: int | None, out) -> int:
     reader.start()
     code = child.wait()
     reader.join()
-    if code != 0 and lost[0] and not said[0]:
+    if code != 0 and lost and not said:
         print(lost_sentence(index, count, "the job's coordination service is gone", out), file=sys.stderr, flush=True)
     return code if code >= 0 else 128 - code
 
@@ -152,19 +153,23 @@ def lost_sentence(index: int | None, count: int | None, detail: str, out) -> str
             f"saved in {out or 'the run folder'}; restart every process with --resume.")
 
 
-def _die_with_parent() -> None:
-    """In the child: be killed when the supervising process dies (Linux's PR_SET_PDEATHSIG)."""
+def supervised() -> bool:
+    """True in the child that `supervise` runs."""
+    return bool(os.environ.get(SUPERVISED))
+
+
+def die_with_supervisor() -> None:
+    """In the child: be killed when the supervising process dies (Linux's PR_SET_PDEATHSIG; asked
+    for here, not between fork and exec, which is unsafe in a process with threads)."""
     import ctypes
     import signal
 
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def supervised() -> bool:
-    return bool(os.environ.get(SUPERVISED))
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != int(os.environ[SUPERVISED]):  # the supervisor died before that
+        os._exit(1)
 
 
 def _check_port_free(address: str) -> None:

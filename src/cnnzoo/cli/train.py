@@ -69,6 +69,7 @@ def train(**options) -> None:
         distribute.require_jax("Multi-host training")
         if not distribute.supervised():
             raise typer.Exit(distribute.supervise(index, count, out))
+        distribute.die_with_supervisor()
         distribute.initialize_hosts(*hosts)
     folders = []
     for member in range(options["seed"], options["seed"] + seeds):
