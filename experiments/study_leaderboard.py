@@ -2,12 +2,13 @@
 networks that fit MNIST's digits on mnist.
 
 Each network with its default recipe (`cnnzoo train NAME --dataset signs`) except the input
-size (and on mnist the batch, 128): the smaller of the network's default input and the dataset's 64x64 (the images have no
-more detail than that; 224x224 would cost 12x the compute on this CPU), and never below the
-network's smallest input (AlexNet: 67x67). LeNet-5 keeps its 32x32 grey input. On mnist every
-network reads the 28x28 digits centred in 32x32, as LeNet-5 does, so only the networks built for
-small images are on its board (the CIFAR-layout ResNets and plain nets, LeNet-5 both ways,
-HappyModel, and GoogLeNet, whose input can be that small; not AlexNet, whose pooling needs 67x67).
+size (and on mnist the batch: common.BATCH_SIZE): the smaller of the network's default input and
+the dataset's 64x64 (the images have no more detail than that; 224x224 would cost 12x the
+compute on this CPU), and never below the network's smallest input (AlexNet: 67x67). LeNet-5
+keeps its 32x32 grey input. On mnist every network reads the 28x28 digits centred in 32x32, as
+LeNet-5 does, so only the networks built for small images are on its board (the CIFAR-layout
+ResNets and plain nets, LeNet-5 both ways, HappyModel, and GoogLeNet, whose input can be that
+small; not AlexNet, whose pooling needs 67x67).
 Reported: parameters and GMACs at that input, training time per run, test accuracy over the seeds.
 
     python experiments/study_leaderboard.py [--models NAME ...] [--datasets signs smiles mnist] [--seeds 3]
@@ -43,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cnnzoo  # noqa: E402,F401  (selects the backend)
 from common import (  # noqa: E402
-    command_line, machine, mean_sd, pyplot, record_path, save_figure, study_parser, total_training, train_or_reuse,
-    write_section,
+    BATCH_SIZE, command_line, machine, mean_sd, pyplot, record_path, save_figure, study_parser, total_training,
+    train_or_reuse, write_section,
 )
 
 from cnnzoo import _io  # noqa: E402
@@ -61,9 +62,6 @@ ALSO_SMALL = ("happy", "googlenet")  # the course's HappyModel, and GoogLeNet (i
 SMALLEST_INPUT = {"alexnet": 67}  # the networks whose pooling needs more than 64x64
 SEEDS_SHOWN = 5  # finished runs of seeds 0..4 count, whoever trained them
 ZOOM = 4  # accuracy points below the best that the figure shows to scale
-# Batch size where the dataset's size needs another than the network's recipe: LeNet-5 takes
-# about a minute an epoch over MNIST's 54,000 images at its 32; 128 keeps a run within 10 minutes.
-BATCH_SIZE = {"mnist": 128}
 TRAIN_IMAGES = {"signs": 899, "smiles": 9_668, "mnist": 54_000}  # per epoch, as recorded: orders --jobs' runs by cost
 
 

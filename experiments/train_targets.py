@@ -26,14 +26,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cnnzoo  # noqa: E402,F401  (selects the backend)
-from common import ROOT, machine, train_or_reuse, write_section  # noqa: E402
+from common import BATCH_SIZE, ROOT, machine, train_or_reuse, write_section  # noqa: E402
 
 from cnnzoo.training.config import TrainConfig  # noqa: E402
 
 COURSE = {"epochs": 2, "batch_size": 32, "lr": 1e-3, "schedule": "constant", "warmup": 0.0, "validation": 0.0}
-# MNIST's 54,000 training images at LeNet-5's batch of 32 take about a minute an epoch here;
-# 128 keeps a run within 10 minutes.
-MNIST = {"batch_size": 128}
+MNIST = {"batch_size": BATCH_SIZE["mnist"]}
 # (label, model, dataset, target, overrides of the model's default recipe)
 STUDIES = [
     ("HappyModel, default recipe", "happy", "smiles", 0.90, {}),
