@@ -127,6 +127,34 @@ def test_pasted_faces_are_cut_out_as_they_were_pasted():
     assert np.median(overlaps(faces.DEFAULT_CROP)) < 0.7
 
 
+def test_only_the_faces_at_the_door_are_judged(astronaut):
+    # Her head at 320 pixels near the camera and at 130 farther back: both found, the near one judged.
+    frame = heads(astronaut, [(20, 20, 320), (420, 60, 130)], size=(640, 480))
+    found, count = faces.find_faces(frame, SMILES, (64, 64), 3)
+    assert count == 2 and len(found) == 1 and on_eyes(found[0].box, (20 + 160, 20 + 140))
+    # The rule, not the detector, left the far one out: at half the near one's width it is judged.
+    far = heads(astronaut, [(20, 20, 260), (420, 60, 150)], size=(640, 480))
+    assert len(faces.find_faces(far, SMILES, (64, 64), 3)[0]) == 2
+
+
+def test_a_frame_the_first_cascade_misses_gets_the_fallbacks_look(astronaut, monkeypatch):
+    names = []
+    real = faces._cascade
+
+    class Blind:  # the run's cascade sees nothing, as on a frame it misses
+        def detectMultiScale(self, *args, **kwargs):
+            return ()
+
+    def cascade(name):
+        names.append(name)
+        return Blind() if name == SMILES.detector else real(name)
+
+    monkeypatch.setattr(faces, "_cascade", cascade)
+    boxes = faces.detect(astronaut, SMILES.detector)
+    assert names == [SMILES.detector, SMILES.detector, faces.FALLBACK]  # found on the fallback's first look
+    assert len(boxes) == 1 and on_eyes(boxes[0], ASTRONAUT_EYES)
+
+
 def test_a_frame_that_is_a_crop_is_judged_whole():
     crop = face_crops(1)[0]
     found, _ = faces.find_faces(Image.fromarray(crop[:, :, 0]), SMILES, (64, 64), 3)

@@ -92,7 +92,8 @@ class Prediction(BaseModel):
     prediction: ClassScore | None = None
     top: list[ClassScore] | None = Field(None, description="Up to 5 classes, most probable first.")
     faces: list[FaceAnswer] | None = Field(None, description="With the face step: each face found, largest first.")
-    faces_found: int | None = Field(None, description="Faces the detector found (up to 16 are judged).")
+    faces_found: int | None = Field(None, description="Faces the detector found; those at least half as wide "
+                                       "as the largest are judged (up to 16).")
     decided_by: int | None = Field(None, description="The face the decision rests on: the least smiling one.")
     reason: str | None = Field(None, description="With the face step: why the door is open or closed, e.g. "
                                                  "'no face found', 'a face is too small to judge: ...'.")
