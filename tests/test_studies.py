@@ -295,15 +295,16 @@ def test_robustness_screens_every_candidate_on_validation_and_marks_one_winner(t
 
 
 def test_robustness_confirms_the_signs_winner_with_a_longer_schedule_too(tmp_path, monkeypatch):
-    """The confirmation trains the old default and the winner on the recipe's epochs, and on signs
-    the winner again with LONGER times them; a budget override (--epochs) is multiplied too."""
+    """The confirmation trains the old default and the winner on the recipe's schedule, and on
+    signs the winner again with LONGER's epochs and peak rate; a budget override (--epochs) is
+    multiplied too."""
     from cnnzoo.models import model_info
 
     robustness = script("robustness")
     trained = []
 
     def fake(cfg, args, train=True):
-        trained.append((cfg.model, cfg.augment, cfg.epochs))
+        trained.append((cfg.model, cfg.augment, cfg.epochs, cfg.lr))
         return {"test": {"accuracy": 0.9, "ece": 0.01}, "robustness": {"mean": 0.8, "ece": 0.02},
                 "validation": {"accuracy": 0.9, "ece": 0.01, "robustness": {"mean": 0.8}}, "wall_time_s": 60.0}
 
@@ -311,8 +312,10 @@ def test_robustness_confirms_the_signs_winner_with_a_longer_schedule_too(tmp_pat
     monkeypatch.setattr(robustness, "subject_split", lambda *a, **k: None)
     args = robustness.study_parser("x", seeds=1).parse_args(["--docs", str(tmp_path)])
     args.confirm_subjects = False
-    robustness.confirm_rows("signs", {"old": ("shift", 1), "winner": ("mirror", 1), "longer": ("mirror", 2)}, args)
-    recipe = model_info("resnet50").recipe.epochs
-    assert trained == [("resnet50", "shift", None), ("resnet50", "mirror", None), ("resnet50", "mirror", 2 * recipe)]
+    robustness.confirm_rows("signs", {"old": ("shift", (1, 1)), "winner": ("mirror", (1, 1)),
+                                      "longer": ("mirror", (2, 0.5))}, args)
+    recipe = model_info("resnet50").recipe
+    assert trained == [("resnet50", "shift", None, None), ("resnet50", "mirror", None, None),
+                       ("resnet50", "mirror", 2 * recipe.epochs, recipe.lr / 2)]
     args.epochs = 3
-    assert robustness.config("resnet50", "signs", "mirror", 0, args, schedule=2).epochs == 6
+    assert robustness.config("resnet50", "signs", "mirror", 0, args, schedule=(2, 1)).epochs == 6
