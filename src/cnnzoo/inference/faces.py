@@ -111,7 +111,8 @@ def detect(img: Image.Image, detector: str = DEFAULT_CROP.detector) -> list[tupl
     # frame where it finds none gets a second look, blurred (91.5%, no more false boxes); blurring every
     # frame would lose small real faces (3 of the ten-faces test's 10). On 600 other frames (seed 2) the
     # FALLBACK cascade's looks took the faces found from 91.3% to 94.0%.
-    for name, sigma in ((detector, 0.0), (detector, BLUR), (FALLBACK, 0.0), (FALLBACK, BLUR)):
+    looks = [(name, sigma) for name in dict.fromkeys((detector, FALLBACK)) for sigma in (0.0, BLUR)]
+    for name, sigma in looks:
         pixels = np.asarray(small) if not sigma else cv2.GaussianBlur(np.asarray(small), (0, 0), sigma)
         padded = cv2.copyMakeBorder(pixels, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
         found = _cascade(name).detectMultiScale(padded, scaleFactor=1.1, minNeighbors=3,
