@@ -9,10 +9,9 @@ chooses each dataset's default augmentation by that suite's mean on the *validat
    the winner are also trained on the subject-disjoint split (every student on one side).
 2. Confirm: the README's main job (resnet50 on signs) and the smiles networks (HappyModel,
    resnet20) with the old default and the winner (on signs also with twice the recipe's epochs at
-   half its peak learning rate),
-   `--seeds` each: clean test accuracy,
-   robustness-suite mean, calibration error (ECE) on clean and shifted test images, and, on
-   signs, the winner's clean accuracy on the subject-disjoint split.
+   half its peak learning rate, LONGER), `--seeds` each: clean test accuracy, robustness-suite
+   mean, calibration error (ECE) on clean and shifted test images, and, on signs, the winner's
+   clean accuracy on the subject-disjoint split.
 
     python experiments/robustness.py [--phase screen|confirm|all] [--seeds 3] [--epochs N --train-fraction F]
 
