@@ -140,14 +140,15 @@ def dataset_subjects(dataset: str) -> bool:
 
 
 def confirm_rows(dataset: str, augments: dict[str, tuple[str, tuple]], args, train: bool = True) -> list[str]:
-    """The confirmation's rows, from {label: (augmentation, `config`'s schedule)};
-    without `train`, those whose every seed has a finished run."""
+    """The confirmation's rows, from {label: (augmentation, `config`'s schedule)}, each over the
+    seeds it has: without `train`, the finished runs among the first `--seeds` (rows with none left out)."""
     lines = []
     for model, size in CONFIRM[dataset]:
         for label, (augment, schedule) in augments.items():
             runs = [measured(config(model, dataset, augment, seed, args, size, schedule=schedule), args, train)
                     for seed in range(args.seeds)]
-            if not all(runs):
+            runs = [m for m in runs if m]
+            if not runs:
                 continue
             subject = ""
             if dataset_subjects(dataset) and "(screen winner)" in label:
@@ -156,7 +157,7 @@ def confirm_rows(dataset: str, augments: dict[str, tuple[str, tuple]], args, tra
                          for seed in range(args.seeds)]
                 subject = mean_sd(m["test"]["accuracy"] for m in split) if all(split) else "not run"
             lines.append(
-                f"| {model} | {label} | {mean_sd(m['test']['accuracy'] for m in runs)} | "
+                f"| {model} | {label} | {len(runs)} | {mean_sd(m['test']['accuracy'] for m in runs)} | "
                 f"{mean_sd(m['robustness']['mean'] for m in runs)} | {subject or '—'} | "
                 f"{mean_sd(m['test']['ece'] for m in runs)} | {mean_sd(m['robustness']['ece'] for m in runs)} | "
                 f"{statistics.median(m['wall_time_s'] for m in runs) / 60:.1f} min |")
@@ -183,20 +184,22 @@ def main(argv=None) -> None:
                         "reach. The datasets' default augmentations are not changed on such a screen.")
     # A screen lists the confirmation's finished runs, so screening one dataset keeps the others' rows.
     confirming = args.phase in ("confirm", "all")
-    lines = [("| network | augmentation | test clean | robustness mean | subject-disjoint clean | ECE clean | "
-              "ECE shifted | time per run |"), "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [("| network | augmentation | seeds | test clean | robustness mean | subject-disjoint clean | ECE clean | "
+              "ECE shifted | time per run |"), "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for dataset in args.datasets:
         old = next(a for label, a in CANDIDATES[dataset].items() if "old default" in label)
         winner = winners[dataset]
         rows = {f"{dataset}: {old} (old default)": (old, (1, 1)),
                 f"{dataset}: {winner} (screen winner)": (winner, (1, 1))}
+        if winner == old:  # one row, not the same runs twice
+            rows = {f"{dataset}: {old} (old default, screen winner)": (old, (1, 1))}
         if dataset in LONGER:
             epochs, lr = LONGER[dataset]
             rows[f"{dataset}: {winner} (screen winner), {epochs:g}x the recipe's epochs at {lr:g}x its peak "
                  "learning rate"] = (winner, LONGER[dataset])
         lines += confirm_rows(dataset, rows, args, train=confirming)
     if len(lines) > 2:
-        seeds = f"{args.seeds} seeds each (mean ± sd)" if args.seeds > 1 else "1 seed each"
+        seeds = f"up to {args.seeds} seeds a row (mean ± sd over its seeds)" if args.seeds > 1 else "1 seed a row"
         sections.append(f"**Confirmed**, {seeds}:\n\n" + "\n".join(lines))
     defaults = {"seeds": 3, "phase": "all", "datasets": list(CANDIDATES), "epochs": None, "train_fraction": 1.0,
                 "confirm_subjects": False,

@@ -319,3 +319,24 @@ def test_robustness_confirms_the_signs_winner_with_a_longer_schedule_too(tmp_pat
                        ("resnet50", "mirror", 2 * recipe.epochs, recipe.lr / 2)]
     args.epochs = 3
     assert robustness.config("resnet50", "signs", "mirror", 0, args, schedule=(2, 1)).epochs == 6
+
+
+def test_robustness_tables_show_each_rows_seeds_and_a_winner_that_is_the_old_default_once(tmp_path, monkeypatch):
+    """Regenerating the tables (`--phase screen`) lists each confirmed row over the seeds it has
+    finished, with their count; when the screen keeps the old default, its runs are one row, not two."""
+    robustness = script("robustness")
+
+    def fake(cfg, args, train=True):
+        if cfg.seed > 0 and not train:
+            return None  # only seed 0 finished
+        return {"test": {"accuracy": 0.9, "ece": 0.01}, "robustness": {"mean": 0.8, "ece": 0.02},
+                "validation": {"accuracy": 0.9, "ece": 0.01, "robustness": {"mean": 0.8}}, "wall_time_s": 60.0}
+
+    monkeypatch.setattr(robustness, "measured", fake)
+    robustness.main(["--phase", "screen", "--datasets", "smiles", "--seeds", "3", "--docs", str(tmp_path)])
+    section = (tmp_path / "RESULTS.md").read_text().split("**Confirmed**")[1]
+    rows = table_rows(section)
+    # Every candidate ties, so the first (the old default) wins.
+    assert [row.split(" | ")[:3] for row in rows] == [
+        ["| happy", "smiles: mirror,shift,lowres (old default, screen winner)", "1"],
+        ["| resnet20", "smiles: mirror,shift,lowres (old default, screen winner)", "1"]]
