@@ -102,11 +102,8 @@ def detect(img: Image.Image, detector: str = DEFAULT_CROP.detector) -> list[tupl
 
     grey = img.convert("L")
     scale = DETECT_SIDE / max(grey.size)
-    # Bicubic, not bilinear: sharper edges where a small frame is enlarged. On 1,200 frames of
-    # benchmarks/door_faces.py (seeds 3 and 4) the faces found went from 90.7% to 91.7% (those 20-29
-    # pixels across, 70.8% to 74.7%), boxes elsewhere from 106 to 103, at the same time per frame.
     small = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
-                        Image.Resampling.BICUBIC)
+                        Image.Resampling.BILINEAR)
     pad = round(PAD * DETECT_SIDE)
     # On 200 frames of benchmarks/door_faces.py (seed 0): alt2 with minNeighbors 3 found 88% of the faces
     # with 13 false boxes; the default cascade 86% with 52, minNeighbors 2 92% with 21, 5 83% with 5;
