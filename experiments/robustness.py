@@ -145,16 +145,16 @@ def confirm_rows(dataset: str, augments: dict[str, tuple[str, tuple]], args, tra
     lines = []
     for model, size in CONFIRM[dataset]:
         for label, (augment, schedule) in augments.items():
-            runs = [measured(config(model, dataset, augment, seed, args, size, schedule=schedule), args, train)
-                    for seed in range(args.seeds)]
-            runs = [m for m in runs if m]
+            found = {seed: measured(config(model, dataset, augment, seed, args, size, schedule=schedule), args, train)
+                     for seed in range(args.seeds)}
+            runs = [m for m in found.values() if m]
             if not runs:
                 continue
             subject = ""
-            if dataset_subjects(dataset) and "(screen winner)" in label:
+            if dataset_subjects(dataset) and "(screen winner)" in label:  # over the row's own seeds
                 split = [subject_split(model, dataset, augment, seed, args, size, train=args.confirm_subjects,
                                        schedule=schedule)
-                         for seed in range(args.seeds)]
+                         for seed, m in found.items() if m]
                 subject = mean_sd(m["test"]["accuracy"] for m in split) if all(split) else "not run"
             lines.append(
                 f"| {model} | {label} | {len(runs)} | {mean_sd(m['test']['accuracy'] for m in runs)} | "
@@ -189,10 +189,10 @@ def main(argv=None) -> None:
     for dataset in args.datasets:
         old = next(a for label, a in CANDIDATES[dataset].items() if "old default" in label)
         winner = winners[dataset]
-        rows = {f"{dataset}: {old} (old default)": (old, (1, 1)),
-                f"{dataset}: {winner} (screen winner)": (winner, (1, 1))}
-        if winner == old:  # one row, not the same runs twice
-            rows = {f"{dataset}: {old} (old default, screen winner)": (old, (1, 1))}
+        # A screen that keeps the old default confirms it in one row, not the same runs twice.
+        rows = {f"{dataset}: {old} (old default{', screen winner' if winner == old else ''})": (old, (1, 1))}
+        if winner != old:
+            rows[f"{dataset}: {winner} (screen winner)"] = (winner, (1, 1))
         if dataset in LONGER:
             epochs, lr = LONGER[dataset]
             rows[f"{dataset}: {winner} (screen winner), {epochs:g}x the recipe's epochs at {lr:g}x its peak "
