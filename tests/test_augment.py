@@ -95,7 +95,9 @@ def test_names_and_defaults():
     assert augment.parse("mirror, pca") == ("mirror", "pca")
     assert augment.parse("none") == () and augment.parse("") == ()
     assert default_augmentations("smiles") == ("mirror", "shift", "lowres")
-    assert default_augmentations("signs") == ("shift",)  # kept: the robustness screen's pick did not confirm
+    # the other hand, distance, angle, light and camera: the robustness screen's pick
+    assert default_augmentations("signs") == ("mirror", "shift", "zoom", "tilt", "light", "blur", "noise")
+    assert default_augmentations("sign-digits") == default_augmentations("signs")
     assert default_augmentations("mnist") == ("shift",)  # a mirrored digit is no digit
     assert default_augmentations("folder:/x") == ()
     with pytest.raises(UserError, match="Unknown augmentation 'sharpen'"):

@@ -296,7 +296,7 @@ def test_robustness_screens_every_candidate_on_validation_and_marks_one_winner(t
 
 def test_robustness_confirms_the_signs_winner_with_a_longer_schedule_too(tmp_path, monkeypatch):
     """The confirmation trains the old default and the winner on the recipe's schedule, and on
-    signs the winner again with LONGER's epochs and peak rate; a budget override (--epochs) is
+    signs the winner again with the dataset's longer schedule; a budget override (--epochs) is
     multiplied too."""
     from cnnzoo.models import model_info
 
@@ -338,5 +338,27 @@ def test_robustness_tables_show_each_rows_seeds_and_a_winner_that_is_the_old_def
     rows = table_rows(section)
     # Every candidate ties, so the first (the old default) wins.
     assert [row.split(" | ")[:3] for row in rows] == [
-        ["| happy", "smiles: mirror,shift,lowres (old default, screen winner)", "1"],
-        ["| resnet20", "smiles: mirror,shift,lowres (old default, screen winner)", "1"]]
+        ["| happy", "smiles: mirror,shift,lowres (default before the study, screen winner) **(the default)**", "1"],
+        ["| resnet20", "smiles: mirror,shift,lowres (default before the study, screen winner) **(the default)**", "1"]]
+
+
+def test_robustness_marks_the_row_that_cnnzoo_train_runs_without_flags(tmp_path, monkeypatch):
+    """On signs the default is the screen's winner on the dataset's longer schedule: that row, and
+    only that one, is marked, so the table says which figures the main job reproduces."""
+    robustness = script("robustness")
+
+    def fake(cfg, args, train=True):
+        mean = 0.9 if cfg.augment == robustness.CAMERA else 0.7  # the winner
+        return {"test": {"accuracy": 0.9, "ece": 0.01}, "robustness": {"mean": mean, "ece": 0.02},
+                "validation": {"accuracy": 0.9, "ece": 0.01, "robustness": {"mean": mean}}, "wall_time_s": 60.0}
+
+    monkeypatch.setattr(robustness, "measured", fake)
+    monkeypatch.setattr(robustness, "subject_split", lambda *a, **k: {"test": {"accuracy": 1.0}})
+    robustness.main(["--phase", "screen", "--datasets", "signs", "--seeds", "1", "--docs", str(tmp_path)])
+    rows = table_rows((tmp_path / "RESULTS.md").read_text().split("**Confirmed**")[1])
+    labels = [row.split(" | ")[1] for row in rows]
+    assert labels == [
+        "signs: shift (default before the study)",
+        f"signs: {robustness.CAMERA} (screen winner)",
+        f"signs: {robustness.CAMERA} (screen winner), 2x the recipe's epochs at 0.5x its peak learning rate "
+        "**(the default)**"]

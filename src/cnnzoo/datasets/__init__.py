@@ -14,11 +14,11 @@ See docs/DATA.md.
 from cnnzoo.datasets.core import Dataset, Split, load
 from cnnzoo.datasets.images import read_image
 from cnnzoo.datasets.registry import DatasetSpec, dataset_info, list_datasets, register_dataset
-from cnnzoo.datasets.sources import default_augmentations
+from cnnzoo.datasets.sources import default_augment_schedule, default_augmentations
 
 __all__ = [
-    "Dataset", "DatasetSpec", "Split", "dataset_info", "default_augmentations", "list_datasets", "load",
-    "read_image", "register_dataset", "sample_grid",
+    "Dataset", "DatasetSpec", "Split", "dataset_info", "default_augment_schedule", "default_augmentations",
+    "list_datasets", "load", "read_image", "register_dataset", "sample_grid",
 ]
 
 

@@ -197,13 +197,25 @@ def resolve(name) -> Source:
     return ArchiveSource(dataset_info(name))
 
 
-def default_augmentations(name) -> tuple[str, ...]:
-    """A registered dataset's default training augmentations (see its registry entry); none
-    for a user's folder or files, whose content cnnzoo cannot know."""
+def _registered(name) -> DatasetSpec | None:
     spec = name.spec if isinstance(name, ArchiveSource) else name
     if isinstance(spec, str):
         try:
             spec = dataset_info(spec)
         except UserError:
-            return ()
-    return tuple(spec.augment) if isinstance(spec, DatasetSpec) else ()
+            return None
+    return spec if isinstance(spec, DatasetSpec) else None
+
+
+def default_augmentations(name) -> tuple[str, ...]:
+    """A registered dataset's default training augmentations (see its registry entry); none
+    for a user's folder or files, whose content cnnzoo cannot know."""
+    spec = _registered(name)
+    return tuple(spec.augment) if spec else ()
+
+
+def default_augment_schedule(name) -> tuple[float, float]:
+    """(multiple of a recipe's epochs, of its peak learning rate) that a run keeping the
+    dataset's default augmentations trains with (see its registry entry)."""
+    spec = _registered(name)
+    return tuple(spec.augment_schedule) if spec else (1.0, 1.0)

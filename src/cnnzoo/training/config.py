@@ -65,10 +65,13 @@ FRACTION = Range(0, 1, high_open=True)
 class TrainConfig:
     model: str = setting(help="Registered model name (see `cnnzoo models`).")
     dataset: str = setting(help="signs, smiles, mnist, folder:PATH, h5:TRAIN.h5[,TEST.h5].", flags=("--dataset", "-d"))
-    epochs: int | None = setting(None, help="Epochs to train (default: the model's recipe).", check=POSITIVE_INT)
+    epochs: int | None = setting(None, help="Epochs to train (default: the model's recipe, longer where the "
+                                          "dataset's default augmentation needs it: docs/AUGMENT.md).",
+                                 check=POSITIVE_INT)
     batch_size: int | None = setting(None, help="Images per step (default: the model's recipe); global over --devices.",
                                      check=POSITIVE_INT)
-    lr: float | None = setting(None, help="Peak learning rate (Adam, cosine decay; default: the model's recipe).",
+    lr: float | None = setting(None, help="Peak learning rate (Adam, cosine decay; default: the model's recipe, "
+                                          "scaled as --epochs says).",
                                check=Range(0, low_open=True))
     warmup: float | None = setting(None, help="Epochs of linear learning-rate warm-up (default: the model's recipe).",
                                    check=Range(0))
@@ -122,7 +125,7 @@ class TrainConfig:
     def resolved(self) -> "TrainConfig":
         """Check every setting, then fill every None/auto from the model's recipe and the device."""
         from cnnzoo.backends import has_accelerator
-        from cnnzoo.datasets import default_augmentations
+        from cnnzoo.datasets import default_augment_schedule, default_augmentations
         from cnnzoo.models import augment, model_info
 
         self.check()
@@ -150,7 +153,9 @@ class TrainConfig:
         if self.aux_logits and not info.aux_heads:
             raise UserError(f"aux_logits trains a network's auxiliary classifiers, and {self.model} has none: "
                             "use it with googlenet, or leave it off.")
-        epochs = recipe.epochs if self.epochs is None else self.epochs
+        # The dataset's default augmentation may need a longer, gentler schedule than the recipe's.
+        epoch_scale, lr_scale = default_augment_schedule(self.dataset) if self.augment is None else (1.0, 1.0)
+        epochs = round(recipe.epochs * epoch_scale) if self.epochs is None else self.epochs
         # The recipe's warm-up fits the recipe's run; a shorter run (--epochs) warms up for all of it at most.
         warmup = min(recipe.warmup, epochs) if self.warmup is None else self.warmup
         if warmup > epochs:
@@ -161,7 +166,7 @@ class TrainConfig:
             self,
             epochs=epochs,
             batch_size=recipe.batch_size if self.batch_size is None else self.batch_size,
-            lr=recipe.lr if self.lr is None else self.lr,
+            lr=recipe.lr * lr_scale if self.lr is None else self.lr,
             warmup=warmup,
             bn_momentum=recipe.bn_momentum if self.bn_momentum is None else self.bn_momentum,
             zero_init_residual=zero_init_residual,
