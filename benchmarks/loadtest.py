@@ -35,7 +35,15 @@ class Case:
     body: bytes
     content_type: str | None  # None: a multipart upload in the field `file`
     status: int = 200
-    probabilities: tuple[float, ...] | None = None  # for good images: the reference answer
+    probabilities: tuple[tuple[float, ...], ...] | None = None  # for good images: the reference (answer_probabilities)
+
+
+def answer_probabilities(answer: dict) -> tuple[tuple[float, ...], ...]:
+    """The probability vectors of an answer (`cnnzoo predict`'s or the server's JSON): one per face
+    found where the model judges faces (none when no face was found), else the image's one."""
+    if "faces" in answer:
+        return tuple(tuple(face["probabilities"]) for face in answer["faces"])
+    return (tuple(answer["probabilities"]),)
 
 
 @dataclass
@@ -144,9 +152,10 @@ async def _send(client, case: Case) -> Outcome:
     if response.status_code != case.status:
         problem = f"{case.kind}: HTTP {response.status_code}, expected {case.status}: {response.text[:200]}"
     elif case.status == 200:
-        got = response.json()["probabilities"]
-        if case.probabilities is not None and not np.allclose(got, case.probabilities, atol=1e-5):
-            problem = f"{case.kind}: probabilities {got}, expected {list(case.probabilities)}"
+        got = answer_probabilities(response.json())
+        if case.probabilities is not None and (np.shape(got) != np.shape(case.probabilities)
+                                               or not np.allclose(got, case.probabilities, atol=1e-5)):
+            problem = f"{case.kind}: probabilities {got}, expected {case.probabilities}"
     else:
         body = response.json()
         if not (isinstance(body.get("error"), str) and body.get("status") == case.status):

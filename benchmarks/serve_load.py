@@ -72,7 +72,8 @@ def main(argv=None) -> int:
     from cnnzoo._io import write_text
     from cnnzoo.inference.export import export
     from cnnzoo.inference.predict import predict_files
-    from loadtest import Case, bad_cases, describe, mixed_cases, run_load, serve_subprocess, smiles_faces
+    from loadtest import (Case, answer_probabilities, bad_cases, describe, mixed_cases, run_load, serve_subprocess,
+                          smiles_faces)
 
     faces = smiles_faces(mirror / "smiles.zip", args.faces)
     bad = bad_cases(faces[0][1], max_bytes=int(args.max_mb * 1024 * 1024))
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
         rows, failures, healths, starts = [], [], [], []
         server_args = ["--max-mb", args.max_mb, "--log-level", "warning"]  # no access log line per request
         for setting, served, reference, env in servers:
-            good = [Case("good", data, None if k % 2 else "image/jpeg", 200, tuple(r["probabilities"]))
+            good = [Case("good", data, None if k % 2 else "image/jpeg", 200, answer_probabilities(r))
                     for k, ((_, data), r) in enumerate(zip(faces, reference))]
             with serve_subprocess(served, extra_args=server_args, env=env) as server:
                 url = server.url

@@ -6,7 +6,8 @@ still be healthy afterwards and stop cleanly on Ctrl+C (SIGINT).
 
 import httpx
 import numpy as np
-from loadtest import Case, bad_cases, describe, mixed_cases, png, run_load, serve_subprocess, smiles_faces
+from loadtest import (Case, answer_probabilities, bad_cases, describe, mixed_cases, png, run_load, serve_subprocess,
+                      smiles_faces)
 from test_serve_api import data_mirror, tiny_run
 
 from cnnzoo.inference.predict import predict_files
@@ -25,7 +26,7 @@ def test_hundreds_of_concurrent_good_and_bad_requests(tmp_path_factory, tmp_path
         (tmp_path / name).write_bytes(data)
         paths.append(tmp_path / name)
     reference = predict_files(run, paths)  # what `cnnzoo predict` says about each image
-    good = [Case("good", data, None if k % 2 else "image/jpeg", 200, tuple(ref["probabilities"]))
+    good = [Case("good", data, None if k % 2 else "image/jpeg", 200, answer_probabilities(ref))
             for k, ((_, data), ref) in enumerate(zip(images, reference))]
     bad = bad_cases(images[0][1], max_bytes=int(MAX_MB * 1024 * 1024))
     cases = mixed_cases(good, bad, REQUESTS, BAD_SHARE, seed=1)
@@ -50,3 +51,30 @@ def test_hundreds_of_concurrent_good_and_bad_requests(tmp_path_factory, tmp_path
     # Ctrl+C stops it cleanly: uvicorn finishes the shutdown, cnnzoo exits 130 as for any interrupt.
     assert process.returncode == 130 and "Application shutdown complete." in output, output
     assert f"Serving {run.name} (happy, classes: not smiling, smiling) at http://127.0.0.1:" in output
+
+
+def test_a_face_door_under_load_answers_each_face_as_predict_does(tmp_path_factory, tmp_path):
+    """With the face step (`--faces on`) each answer lists the faces found, a frame without one
+    none: every answer must hold exactly `cnnzoo predict --faces on`'s faces and probabilities."""
+    run = tiny_run("sigmoid", tmp_path_factory)
+    rng = np.random.default_rng(3)
+    images = smiles_faces(data_mirror() / "smiles.zip", 4) + [
+        (f"noise-{k}.png", png(rng.integers(0, 255, (50 + 7 * k, 60, 3), dtype=np.uint8))) for k in range(4)]
+    paths = []
+    for name, data in images:
+        (tmp_path / name).write_bytes(data)
+        paths.append(tmp_path / name)
+    reference = [answer_probabilities(r) for r in predict_files(run, paths, faces="on")]
+    assert any(len(r) == 0 for r in reference) and any(len(r) > 0 for r in reference)  # both kinds of answer
+    good = [Case("good", data, "image/jpeg", 200, ref) for (_, data), ref in zip(images, reference)]
+    cases = mixed_cases(good, bad_cases(images[0][1], max_bytes=int(MAX_MB * 1024 * 1024)), 60, BAD_SHARE, seed=2)
+    # The check can fail: other probabilities for a face, or a face for a frame without one.
+    face, empty = (next(k for k, r in enumerate(reference) if bool(r) == found) for found in (True, False))
+    shifted = tuple(tuple(v + 0.1 for v in f) for f in reference[face])
+    wrong = [Case("good", images[face][1], "image/jpeg", 200, shifted),
+             Case("good", images[empty][1], "image/jpeg", 200, ((0.5, 0.5),))]
+    with serve_subprocess(run, extra_args=["--max-mb", MAX_MB, "--faces", "on"]) as server:
+        result = run_load(server.url, cases, concurrency=8, timeout_s=60)
+        caught = run_load(server.url, wrong, concurrency=2, timeout_s=60)
+    assert result.problems == [] and len(result.outcomes) == 60
+    assert len(caught.problems) == 2, caught.problems
