@@ -319,6 +319,8 @@ def test_robustness_confirms_the_signs_winner_with_a_longer_schedule_too(tmp_pat
                        ("resnet50", "mirror", 2 * recipe.epochs, recipe.lr / 2)]
     args.epochs = 3
     assert robustness.config("resnet50", "signs", "mirror", 0, args, schedule=(2, 1)).epochs == 6
+    args.epochs = None  # the dataset's schedule is in floats; an epoch count is whole (and hashed as such)
+    assert repr(robustness.config("resnet50", "signs", "mirror", 0, args, schedule=(2.0, 0.5)).epochs) == "60"
 
 
 def test_robustness_tables_show_each_rows_seeds_and_a_winner_that_is_the_old_default_once(tmp_path, monkeypatch):
@@ -343,12 +345,16 @@ def test_robustness_tables_show_each_rows_seeds_and_a_winner_that_is_the_old_def
 
 
 def test_robustness_marks_the_row_that_cnnzoo_train_runs_without_flags(tmp_path, monkeypatch):
-    """On signs the default is the screen's winner on the dataset's longer schedule: that row, and
-    only that one, is marked, so the table says which figures the main job reproduces."""
+    """Each screen's winner is confirmed on the longer schedule, and the row that is the dataset's
+    default (here the first screen's winner), only that one, is marked: the table says which
+    figures the main job reproduces."""
     robustness = script("robustness")
 
+    erase = robustness.CAMERA + ",erase"
+
     def fake(cfg, args, train=True):
-        mean = 0.9 if cfg.augment == robustness.CAMERA else 0.7  # the winner
+        # CAMERA wins the recipe's screen; with erasing it wins the longer one (resnet20: 2 x 20 epochs).
+        mean = {robustness.CAMERA: 0.9, erase: 0.95 if cfg.epochs == 40 else 0.8}.get(cfg.augment, 0.7)
         return {"test": {"accuracy": 0.9, "ece": 0.01}, "robustness": {"mean": mean, "ece": 0.02},
                 "validation": {"accuracy": 0.9, "ece": 0.01, "robustness": {"mean": mean}}, "wall_time_s": 60.0}
 
@@ -357,8 +363,30 @@ def test_robustness_marks_the_row_that_cnnzoo_train_runs_without_flags(tmp_path,
     robustness.main(["--phase", "screen", "--datasets", "signs", "--seeds", "1", "--docs", str(tmp_path)])
     rows = table_rows((tmp_path / "RESULTS.md").read_text().split("**Confirmed**")[1])
     labels = [row.split(" | ")[1] for row in rows]
+    longer = "2x the recipe's epochs at 0.5x its peak learning rate"
     assert labels == [
         "signs: shift (default before the study)",
         f"signs: {robustness.CAMERA} (screen winner)",
-        f"signs: {robustness.CAMERA} (screen winner), 2x the recipe's epochs at 0.5x its peak learning rate "
-        "**(the default)**"]
+        f"signs: {robustness.CAMERA} (screen winner), {longer} **(the default)**",
+        f"signs: {erase} (longer screen's winner), {longer}"]
+
+
+def test_robustness_subject_column_says_over_how_many_of_the_rows_seeds_it_was_measured(tmp_path, monkeypatch):
+    """A subject-disjoint run per seed costs a full training: a row whose seeds have only some of
+    them shows their mean and how many, not "not run" for all or a mean passed off as every seed's."""
+    robustness = script("robustness")
+
+    def fake(cfg, args, train=True):
+        return {"test": {"accuracy": 0.9, "ece": 0.01}, "robustness": {"mean": 0.8, "ece": 0.02},
+                "validation": {"accuracy": 0.9, "ece": 0.01, "robustness": {"mean": 0.8}}, "wall_time_s": 60.0}
+
+    monkeypatch.setattr(robustness, "measured", fake)
+    monkeypatch.setattr(robustness, "subject_split",
+                        lambda model, dataset, augment, seed, *a, **k: None if seed else {"test": {"accuracy": 0.97}})
+    args = robustness.study_parser("x", seeds=3).parse_args(["--docs", str(tmp_path)])
+    args.confirm_subjects = False
+    row, = robustness.confirm_rows("signs", {"signs: x (screen winner)": ("mirror", (1, 1))}, args)
+    assert row.split(" | ")[6] == "97.0% (1 of 3 seeds)"
+    monkeypatch.setattr(robustness, "subject_split", lambda *a, **k: None)
+    row, = robustness.confirm_rows("signs", {"signs: x (screen winner)": ("mirror", (1, 1))}, args)
+    assert row.split(" | ")[6] == "not run"
