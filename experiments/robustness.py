@@ -62,17 +62,15 @@ def longer_schedule(dataset: str) -> tuple[float, float] | None:
     default augmentation (DatasetSpec.augment_schedule), where it is not the recipe's own."""
     from cnnzoo.datasets import default_augment_schedule
 
-    schedule = tuple(default_augment_schedule(dataset))
+    schedule = default_augment_schedule(dataset)
     return None if schedule == (1, 1) else schedule
 
 
-def is_default(dataset: str, augment: str, schedule) -> bool:
-    """Whether `cnnzoo train` on `dataset` without flags trains this augmentation on this schedule."""
-    from cnnzoo.datasets import default_augment_schedule, default_augmentations
-    from cnnzoo.models import augment as augmentations
-
-    return (augmentations.parse(augment) == default_augmentations(dataset)
-            and tuple(schedule) == tuple(default_augment_schedule(dataset)))
+def is_default(cfg: TrainConfig) -> bool:
+    """Whether `cnnzoo train` without flags (but the input size) trains what `cfg` trains."""
+    plain = TrainConfig(cfg.model, cfg.dataset, image_size=cfg.image_size).resolved()
+    ran = cfg.resolved()
+    return (ran.augment, ran.epochs, ran.lr, ran.split_by) == (plain.augment, plain.epochs, plain.lr, plain.split_by)
 
 
 def config(model, dataset, augment, seed, args, image_size=None, split_by="file", fraction=1.0,
@@ -165,8 +163,9 @@ def confirm_rows(dataset: str, augments: dict[str, tuple[str, tuple]], args, tra
     lines = []
     for model, size in CONFIRM[dataset]:
         for label, (augment, schedule) in augments.items():
-            found = {seed: measured(config(model, dataset, augment, seed, args, size, schedule=schedule), args, train)
-                     for seed in range(args.seeds)}
+            configs = {seed: config(model, dataset, augment, seed, args, size, schedule=schedule)
+                       for seed in range(args.seeds)}
+            found = {seed: measured(cfg, args, train) for seed, cfg in configs.items()}
             runs = [m for m in found.values() if m]
             if not runs:
                 continue
@@ -179,7 +178,7 @@ def confirm_rows(dataset: str, augments: dict[str, tuple[str, tuple]], args, tra
                 subject = mean_sd(m["test"]["accuracy"] for m in done) if done else "not run"
                 if done and len(done) < len(split):
                     subject += f" ({len(done)} of {len(split)} seeds)"
-            if is_default(dataset, augment, schedule):
+            if is_default(configs[0]):
                 label += " **(the default)**"
             lines.append(
                 f"| {model} | {label} | {len(runs)} | {mean_sd(m['validation']['robustness']['mean'] for m in runs)} | "
@@ -213,8 +212,8 @@ def confirmed(dataset: str, winners: dict[tuple, str]) -> dict[str, tuple[str, t
         for augment in dict.fromkeys((first, winners[longer])):
             rows[f"{dataset}: {augment} ({tags(augment)}), {longer[0]:g}x the recipe's epochs at {longer[1]:g}x its "
                  "peak learning rate"] = (augment, longer)
-    default = (",".join(default_augmentations(dataset)), tuple(default_augment_schedule(dataset)))
-    if not any(is_default(dataset, a, schedule) for a, schedule in rows.values()):
+    default = (",".join(default_augmentations(dataset)), default_augment_schedule(dataset))
+    if default not in rows.values():
         rows[f"{dataset}: {default[0]}"] = default
     return rows
 
