@@ -160,6 +160,43 @@ def test_best_epoch_is_the_one_model_keras_holds():
     assert runs.best_epoch({"accuracy": [0.2, 0.6]}) == 2
 
 
+def _record_epochs(run, scores):
+    """RunRecorder over a tiny model whose weights are set to the epoch's number before each
+    epoch's end: which epoch a saved file holds can be read off its weights."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    recorder = runs.RunRecorder(run, {})
+    recorder.set_model(model)
+    for epoch, score in enumerate(scores):
+        model.set_weights([np.full_like(w, epoch + 1) for w in model.get_weights()])
+        recorder.on_epoch_begin(epoch)
+        recorder.on_epoch_end(epoch, {"loss": 1.0, "val_accuracy": score})
+
+
+def _epoch_held(path) -> float:
+    return float(keras.saving.load_model(path).get_weights()[0].flat[0])
+
+
+def test_model_keras_is_the_best_epochs_checkpoint_kept_under_a_second_name_not_a_second_save(tmp_path):
+    _record_epochs(tmp_path, [0.5, 0.9])
+    # Epoch 2 is the best and the last: one file under two names, written once.
+    assert (tmp_path / "model.keras").stat().st_ino == (tmp_path / "last.keras").stat().st_ino
+    _record_epochs(tmp_path, [0.5, 0.9, 0.7])
+    assert (_epoch_held(tmp_path / "model.keras"), _epoch_held(tmp_path / "last.keras")) == (2.0, 3.0)
+    assert (tmp_path / "model.keras").stat().st_ino != (tmp_path / "last.keras").stat().st_ino
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "last.keras", "model.keras"]
+
+
+def test_model_keras_is_saved_where_the_file_system_has_no_hard_links(tmp_path, monkeypatch):
+    def no_links(*args):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(runs.os, "link", no_links)
+    _record_epochs(tmp_path, [0.5, 0.9, 0.7])
+    assert (_epoch_held(tmp_path / "model.keras"), _epoch_held(tmp_path / "last.keras")) == (2.0, 3.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "last.keras", "model.keras"]
+
+
 def test_unknown_schedule_is_refused_before_anything_is_written(tmp_path):
     result = invoke("train", "happy", "--dataset", "signs", "--schedule", "linear", "--out", tmp_path / "r")
     assert result.exit_code == 2

@@ -1,6 +1,7 @@
 """The run folder: what a training run leaves behind, written so that a kill loses nothing.
 
-    model.keras    best epoch by validation accuracy (or the last, without validation)
+    model.keras    best epoch by validation accuracy (or the last, without validation): the
+                   file of that epoch's last.keras, kept under this name (a hard link)
     last.keras     the last finished epoch, with optimizer state: what --resume restarts from
     history.csv    one row per finished epoch (metrics, epoch time)
     config.json    everything needed to rerun; metrics.json  test results and provenance
@@ -17,6 +18,7 @@ import csv
 import io
 import json
 import math
+import os
 import time
 import zipfile
 from pathlib import Path
@@ -148,8 +150,22 @@ class RunRecorder(keras.callbacks.Callback):
         score = row.get(self.monitor, row.get("accuracy", -math.inf))
         if score >= self.best or not (self.run / BEST).exists():  # ties: the later epoch (best_epoch)
             self.best = score
-            self._save(self.run / BEST)
+            self._keep_as_best()
         self._write_history()
+
+    def _keep_as_best(self) -> None:
+        """model.keras becomes a second name (a hard link) for the last.keras just written, not a
+        second serialisation of the model: ResNet-50's file with Adam's state is 280 MB, about a
+        tenth of an epoch on signs to write. The next last.keras replaces its name with a new file,
+        so the link keeps this epoch's. Where the folder's file system has no hard links, it saves."""
+        if not self.write:
+            return self._save(self.run / BEST)
+        with _io.atomic_path(self.run / BEST, then=RESUME_HINT) as tmp:
+            tmp.unlink()
+            try:
+                os.link(self.run / LAST, tmp)
+            except OSError:
+                self.model.save(tmp)
 
     def _save(self, path: Path) -> None:
         """Write `path` atomically; last.keras carries the history up to this epoch inside it."""

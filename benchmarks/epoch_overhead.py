@@ -1,0 +1,139 @@
+"""Where an epoch of `cnnzoo train` goes: its training steps, and what it does around them.
+
+The README's main job (ResNet-50 on signs, the default recipe) for a few epochs through
+cnnzoo.training.fit.train, with a callback that clocks every training step, the validation
+pass, and the time from the validation's end to the epoch's end (last.keras, model.keras
+when the epoch is the best so far, history.csv). "Around the steps" is the epoch's wall time
+less its training steps: the validation pass, the checkpoints and the batches' assembly.
+
+Two ways to keep the best epoch, each in its own process, in one run:
+  link: model.keras is the best epoch's last.keras under a second name (a hard link: cnnzoo's way);
+  save: model.keras is a second serialisation of the model (cnnzoo before 2026-12-02).
+The first epoch (compilation, first batches) is left out of the means.
+
+    python benchmarks/epoch_overhead.py [--epochs 6] [--out docs/benchmarks-epoch.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cnnzoo  # noqa: F401  (selects the Keras backend before anything imports keras)
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIANTS = {"link": "the best epoch's last.keras under a second name (a hard link)",
+            "save": "a second serialisation of the model (before)"}
+PARTS = ("steps", "validation", "checkpoints")
+
+
+def _clock():
+    import keras
+
+    class EpochClock(keras.callbacks.Callback):
+        """Per epoch: wall time and the seconds in training steps, validation and checkpoints.
+        It runs after cnnzoo's RunRecorder, so its epoch end comes after the checkpoints."""
+
+        def __init__(self):
+            super().__init__()
+            self.epochs: list[dict] = []
+
+        def _now(self) -> float:
+            return time.perf_counter()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.begun = self._now()
+            self.epochs.append(dict.fromkeys(PARTS, 0.0))
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.step = self._now()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.epochs[-1]["steps"] += self._now() - self.step
+
+        def on_test_begin(self, logs=None):
+            self.validating = self._now()
+
+        def on_test_end(self, logs=None):
+            self.validated = self._now()
+            self.epochs[-1]["validation"] += self.validated - self.validating
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = self._now()
+            self.epochs[-1]["checkpoints"] = now - self.validated
+            self.epochs[-1]["wall"] = now - self.begun
+
+    return EpochClock()
+
+
+def child(variant: str, epochs: int) -> dict:
+    from cnnzoo.training import runs
+    from cnnzoo.training.config import TrainConfig
+    from cnnzoo.training.fit import train
+
+    if variant == "save":
+        runs.RunRecorder._keep_as_best = lambda self: self._save(self.run / runs.BEST)
+    clock = _clock()
+    with tempfile.TemporaryDirectory() as out:
+        train(TrainConfig("resnet50", "signs", epochs=epochs, out=out), verbose=0, callbacks=[clock])
+        size = round((Path(out) / runs.LAST).stat().st_size / 2**20)
+        scores = runs.read_history(Path(out))["val_accuracy"]
+    timed = clock.epochs[1:]  # the first epoch compiles
+    mean = {key: statistics.mean(e[key] for e in timed) for key in (*PARTS, "wall")}
+    best_kept = sum(score >= max(scores[:epoch + 1]) for epoch, score in enumerate(scores) if epoch)
+    return {"variant": variant, "epochs": len(timed), **{k: round(v, 2) for k, v in mean.items()},
+            "around_steps": round(mean["wall"] - mean["steps"], 2), "best_kept": best_kept, "last_mib": size,
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| model.keras | epochs timed (new best) | epoch (mean s) | training steps | validation | checkpoints | "
+             "the rest | around the steps | peak RSS (MiB) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        rest = r["wall"] - r["steps"] - r["validation"] - r["checkpoints"]
+        lines.append(f"| {VARIANTS[r['variant']]} | {r['epochs']} ({r['best_kept']}) | {r['wall']:.2f} | "
+                     f"{r['steps']:.2f} | {r['validation']:.2f} | {r['checkpoints']:.2f} | {rest:.2f} | "
+                     f"{r['around_steps']:.2f} ({r['around_steps'] / r['wall']:.0%}) | {r['peak_rss_mib']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=6, help="epochs a variant trains (the first is not timed)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks-epoch.md")
+    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.epochs)))
+        return
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from common import machine
+
+    results = []
+    for variant in VARIANTS:
+        done = subprocess.run([sys.executable, __file__, "--child", variant, "--epochs", str(args.epochs)],
+                              check=True, capture_output=True, text=True)
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(results[-1], flush=True)
+    command = "python benchmarks/epoch_overhead.py" + (f" --epochs {args.epochs}" if args.epochs != 6 else "")
+    args.out.write_text(
+        "# Where an epoch of the main job goes\n\n"
+        f"`{command}` on {machine()}. ResNet-50 on signs, the default recipe, "
+        "batch 32; means over the epochs after the first (in brackets: those that were the best so far, whose "
+        "model.keras is kept). \"Around the steps\" is the epoch's wall time less "
+        "its training steps; \"the rest\" is what is neither steps, validation nor checkpoints (assembling the "
+        f"batches, callbacks). last.keras is {results[0]['last_mib']} MiB (Adam's state included).\n\n"
+        + table(results) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
