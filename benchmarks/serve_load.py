@@ -58,6 +58,8 @@ def main(argv=None) -> int:
     parser.add_argument("--concurrency", default="1,8,32,64", help="comma-separated levels")
     parser.add_argument("--bad-share", type=float, default=0.25, help="share of bad requests")
     parser.add_argument("--faces", type=int, default=40, help="faces per class from the smiles archive")
+    parser.add_argument("--face-step", choices=("auto", "on", "off"), default="auto",
+                        help="the doors' face step (serve --faces; auto: as the run was trained)")
     parser.add_argument("--max-mb", type=float, default=0.25, help="the server's body limit for this test")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "docs" / "benchmarks-serve.md")
     args = parser.parse_args(argv)
@@ -85,17 +87,18 @@ def main(argv=None) -> int:
             (Path(folder) / name).write_bytes(data)
             paths.append(Path(folder) / name)
         # name, what is served, its reference answers (`cnnzoo predict` on the same file), environment
-        servers = [("keras", args.model, predict_files(args.model, paths), {})]
+        servers = [("keras", args.model, predict_files(args.model, paths, faces=args.face_step), {})]
         if args.before:
             servers.insert(0, ("keras, before", args.model, servers[0][2], {"PYTHONPATH": str(args.before.resolve())}))
-        servers.append(("onnx", Path(onnx_file), predict_files(onnx_file, paths), {}))
+        servers.append(("onnx", Path(onnx_file), predict_files(onnx_file, paths, faces=args.face_step), {}))
 
         rows, failures, healths, starts = [], [], [], []
         server_args = ["--max-mb", args.max_mb, "--log-level", "warning"]  # no access log line per request
         for setting, served, reference, env in servers:
             good = [Case("good", data, None if k % 2 else "image/jpeg", 200, answer_probabilities(r))
                     for k, ((_, data), r) in enumerate(zip(faces, reference))]
-            with serve_subprocess(served, extra_args=server_args, env=env) as server:
+            face_step = [] if setting == "keras, before" else ["--faces", args.face_step]  # it had none
+            with serve_subprocess(served, extra_args=server_args + face_step, env=env) as server:
                 url = server.url
                 info = httpx.get(url + "/model").json()
                 run_load(url, mixed_cases(good, bad, 40, args.bad_share, seed=99), concurrency=8)  # warm-up
@@ -120,12 +123,17 @@ def main(argv=None) -> int:
     lines = [
         "# `cnnzoo serve` under load: the Keras door and the ONNX door",
         "",
-        f"Measured by `python benchmarks/serve_load.py {args.model}{' --before ' + str(args.before) if args.before else ''}` "
+        f"Measured by `python benchmarks/serve_load.py {args.model}{' --before ' + str(args.before) if args.before else ''}"
+        f"{' --face-step ' + args.face_step if args.face_step != 'auto' else ''}` "
         f"on {today}: {cores} CPU core(s) ({cpu_model()}), load average {load_before:.1f} when it started, "
         f"Python {platform.python_version()}, Keras {keras.__version__} on {keras.backend.backend()}, "
         f"onnxruntime {_version('onnxruntime')}, model `{info['name']}` ({info['architecture']}, "
         f"{info['parameters']:,} parameters, input {'x'.join(map(str, info['input_shape']))}{trained(info)}). "
-        "Each server (`python -m cnnzoo serve`, one uvicorn process, access log off) and the client "
+        f"Each server (`python -m cnnzoo serve --faces {args.face_step}`: "
+        + ("each request goes through the face step, detector first" if args.face_step == "on" else
+           "the face step when the run was trained on face crops" if args.face_step == "auto" else
+           "the classifier alone, no face step")
+        + "; one uvicorn process, access log off) and the client "
         "(httpx, asyncio) share the machine over loopback. *keras* serves the run folder, *onnx* its "
         "export (`cnnzoo export`; onnxruntime, no Keras or PyTorch imported)"
         + (", *keras, before* the run served by the code before this change" if args.before else "") + ".",
