@@ -345,9 +345,9 @@ def test_robustness_tables_show_each_rows_seeds_and_a_winner_that_is_the_old_def
 
 
 def test_robustness_marks_the_row_that_cnnzoo_train_runs_without_flags(tmp_path, monkeypatch):
-    """Each screen's winner is confirmed on the longer schedule, and the row that is the dataset's
-    default (here the first screen's winner), only that one, is marked: the table says which
-    figures the main job reproduces."""
+    """Each screen's winner (and EXTRA's candidate) is confirmed on the longer schedule, and the row
+    that is the dataset's default (here the first screen's winner), only that one, is marked: the
+    table says which figures the main job reproduces."""
     robustness = script("robustness")
 
     erase = robustness.CAMERA + ",erase"
@@ -368,7 +368,8 @@ def test_robustness_marks_the_row_that_cnnzoo_train_runs_without_flags(tmp_path,
         "signs: shift (default before the study)",
         f"signs: {robustness.CAMERA} (screen winner)",
         f"signs: {robustness.CAMERA} (screen winner), {longer} **(the default)**",
-        f"signs: {erase} (longer screen's winner), {longer}"]
+        f"signs: {erase} (longer screen's winner), {longer}",
+        f"signs: {robustness.CAMERA},background (what the weakest shift asks for), {longer}"]
 
 
 def test_robustness_subject_column_says_over_how_many_of_the_rows_seeds_it_was_measured(tmp_path, monkeypatch):
