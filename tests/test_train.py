@@ -187,7 +187,7 @@ def test_model_keras_is_the_best_epochs_checkpoint_kept_under_a_second_name_not_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "last.keras", "model.keras"]
 
 
-def test_model_keras_is_saved_where_the_file_system_has_no_hard_links(tmp_path, monkeypatch):
+def test_model_keras_is_a_copy_where_the_file_system_has_no_hard_links(tmp_path, monkeypatch):
     def no_links(*args):
         raise OSError(1, "Operation not permitted")
 

@@ -19,6 +19,7 @@ import io
 import json
 import math
 import os
+import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -157,15 +158,17 @@ class RunRecorder(keras.callbacks.Callback):
         """model.keras becomes a second name (a hard link) for the last.keras just written, not a
         second serialisation of the model: ResNet-50's file with Adam's state is 280 MB, about a
         tenth of an epoch on signs to write. The next last.keras replaces its name with a new file,
-        so the link keeps this epoch's. Where the folder's file system has no hard links, it saves."""
+        so the link keeps this epoch's. Where the folder's file system has no hard links, it is a copy.
+        Nothing is serialised, so the other processes of a job (which join every save's collective)
+        have nothing to do here."""
         if not self.write:
-            return self._save(self.run / BEST)
+            return
         with _io.atomic_path(self.run / BEST, then=RESUME_HINT) as tmp:
             tmp.unlink()
             try:
                 os.link(self.run / LAST, tmp)
             except OSError:
-                self.model.save(tmp)
+                shutil.copyfile(self.run / LAST, tmp)
 
     def _save(self, path: Path) -> None:
         """Write `path` atomically; last.keras carries the history up to this epoch inside it."""
