@@ -45,28 +45,25 @@ def _clock():
             super().__init__()
             self.epochs: list[dict] = []
 
-        def _now(self) -> float:
-            return time.perf_counter()
-
         def on_epoch_begin(self, epoch, logs=None):
-            self.begun = self._now()
+            self.begun = time.perf_counter()
             self.epochs.append(dict.fromkeys(PARTS, 0.0))
 
         def on_train_batch_begin(self, batch, logs=None):
-            self.step = self._now()
+            self.step = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
-            self.epochs[-1]["steps"] += self._now() - self.step
+            self.epochs[-1]["steps"] += time.perf_counter() - self.step
 
         def on_test_begin(self, logs=None):
-            self.validating = self._now()
+            self.validating = time.perf_counter()
 
         def on_test_end(self, logs=None):
-            self.validated = self._now()
+            self.validated = time.perf_counter()
             self.epochs[-1]["validation"] += self.validated - self.validating
 
         def on_epoch_end(self, epoch, logs=None):
-            now = self._now()
+            now = time.perf_counter()
             self.epochs[-1]["checkpoints"] = now - self.validated
             self.epochs[-1]["wall"] = now - self.begun
 

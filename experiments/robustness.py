@@ -69,6 +69,11 @@ def longer_schedule(dataset: str) -> tuple[float, float] | None:
     return None if schedule == (1, 1) else schedule
 
 
+def schedule_words(schedule: tuple[float, float]) -> str:
+    """How the tables name a `config` schedule other than the recipe's."""
+    return f"{schedule[0]:g}x the recipe's epochs at {schedule[1]:g}x its peak learning rate"
+
+
 def is_default(cfg: TrainConfig) -> bool:
     """Whether `cnnzoo train` without flags (but the input size) trains what `cfg` trains."""
     plain = TrainConfig(cfg.model, cfg.dataset, image_size=cfg.image_size).resolved()
@@ -134,8 +139,7 @@ def screen_table(dataset: str, rows, winner: str, args, schedule=(1, 1)) -> str:
     subjects = dataset_subjects(dataset)
     lines = [f"**{dataset}**, screened on {model}" + (f" at {size}x{size}" if size else "")
              + (f" with {fraction:.0%} of each class's training images" if fraction < 1 else "")
-             + (f", {schedule[0]:g}x the recipe's epochs at {schedule[1]:g}x its peak learning rate"
-                if tuple(schedule) != (1, 1) else "")
+             + (f", {schedule_words(schedule)}" if tuple(schedule) != (1, 1) else "")
              + ", seed 0; chosen by the validation images' robustness mean:", "",
              ("| augmentation | val clean | val robustness mean | test clean | test robustness mean | test ECE | "
               "test ECE shifted | subject-disjoint test clean |"),
@@ -214,12 +218,10 @@ def confirmed(dataset: str, winners: dict[tuple, str]) -> dict[str, tuple[str, t
         rows[f"{dataset}: {first} ({tags(first)})"] = (first, (1, 1))
     if longer:
         for augment in dict.fromkeys((first, winners[longer])):
-            rows[f"{dataset}: {augment} ({tags(augment)}), {longer[0]:g}x the recipe's epochs at {longer[1]:g}x its "
-                 "peak learning rate"] = (augment, longer)
+            rows[f"{dataset}: {augment} ({tags(augment)}), {schedule_words(longer)}"] = (augment, longer)
     for why, augment in EXTRA.get(dataset, {}).items() if longer else ():
         if (augment, longer) not in rows.values():
-            rows[f"{dataset}: {augment} ({why}), {longer[0]:g}x the recipe's epochs at {longer[1]:g}x its "
-                 "peak learning rate"] = (augment, longer)
+            rows[f"{dataset}: {augment} ({why}), {schedule_words(longer)}"] = (augment, longer)
     default = (",".join(default_augmentations(dataset)), default_augment_schedule(dataset))
     if default not in rows.values():
         rows[f"{dataset}: {default[0]}"] = default
