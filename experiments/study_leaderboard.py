@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cnnzoo  # noqa: E402,F401  (selects the backend)
 from common import (  # noqa: E402
-    BATCH_SIZE, command_line, machine, mean_sd, pyplot, record_path, save_figure, study_parser, total_training,
-    train_or_reuse, write_section,
+    BATCH_SIZE, RECORDED_AUGMENT, command_line, machine, mean_sd, pyplot, record_path, save_figure, study_parser,
+    total_training, train_or_reuse, write_section,
 )
 
 from cnnzoo import _io  # noqa: E402
@@ -120,6 +120,19 @@ def train_time(runs: list[dict]) -> str:
     shared = max(m.get("concurrent_runs", 1) for m in runs)
     minutes += f" ({shared} runs at once)" if shared > 1 else ""
     return f"{minutes} on {', '.join(gpus)}" if gpus else minutes
+
+
+def expected_time(name: str, dataset: str, shape: str, rows: list[dict]) -> str:
+    """What a run not trained yet would take on this CPU, from the network's training speed
+    (images a second, validation included) at the same input on another dataset: the cost
+    that has kept it off the board."""
+    speeds = [m["images_per_s"] for r in rows if (r["name"], r["shape"]) == (name, shape) for m in r["runs"]
+              if all(d.startswith("cpu") for d in m["devices"]) and m.get("concurrent_runs", 1) == 1]
+    if not speeds:
+        return "—"
+    seconds = TRAIN_IMAGES[dataset] * model_info(name).recipe.epochs / statistics.median(speeds)
+    measured_on = sorted({r["dataset"] for r in rows if (r["name"], r["shape"]) == (name, shape) and r["runs"]})
+    return f"about {seconds / 60:.0f} min here (its speed on {', '.join(measured_on)})"
 
 
 def train_missing(args, names: list[str]) -> list[str]:
@@ -232,7 +245,8 @@ def main(argv=None) -> None:
             accuracies = [m["test"]["accuracy"] for m in found]
             row = {"name": name, "dataset": dataset, "runs": found, "params": params, "macs": macs, "shape": shape,
                    "mean": statistics.mean(accuracies) if found else None}
-            row["cells"] = (f"{mean_sd(accuracies)} ({len(found)})", train_time(found)) if found else ("not trained yet", "—")
+            row["cells"] = ((f"{mean_sd(accuracies)} ({len(found)})", train_time(found)) if found
+                            else ("not trained yet", expected_time(name, dataset, shape, rows)))
             rows.append(row)
     figure = args.docs / "figures" / "leaderboard.png"
     save_figure(plot(rows), figure)
@@ -242,21 +256,27 @@ def main(argv=None) -> None:
         accuracy, time = r["cells"]
         lines.append(f"| {r['dataset']} | `{r['name']}` | {r['shape']} | {r['params']:,} | {r['macs'] / 1e9:.3g} | "
                      f"{accuracy} | {time} |")
+    recorded = ", ".join(f"{dataset} `{RECORDED_AUGMENT[dataset]}`" for dataset in DATASETS)
     write_section("leaderboard", f"""
 ## 4. Leaderboard
 
 `{command_line("study_leaderboard.py", args, defaults)}` — {machine()}.
 
-Every zoo network with its default recipe (`cnnzoo train NAME --dataset DATASET`, [train.py's
-RECIPES](../src/cnnzoo/train.py)) at the smaller of its default input and the data's 64x64
-(never below its smallest input; LeNet-5 reads 32x32 grey); on mnist, the networks built for small
+Every zoo network with its recipe (the `Recipe` each registers, [models/](../src/cnnzoo/models/))
+and the augmentation each dataset had before the robustness study chose stronger defaults
+({recorded}; `cnnzoo train NAME --dataset DATASET --augment ...`: one recipe for
+every row, so that the rows compare networks; the new defaults are measured in
+[RESULTS.md](RESULTS.md)), at the smaller of its default input and the data's 64x64 (never
+below its smallest input; LeNet-5 reads 32x32 grey); on mnist, the networks built for small
 images, each reading the 28x28 digits centred in 32x32. Parameters and GMACs at that input
 and the dataset's classes; test accuracy on the dataset's test split, best epoch chosen on
 validation; training time per run (the median over seeds), on the CPU named above unless a GPU
 is named ("N runs at once": trained N at a time on that machine, `--jobs N`, so each took longer
 than it would alone). Every finished run is recorded in [runs/](runs/) (its metrics.json), so the table
 keeps the runs of earlier sessions and other machines. "Not trained yet" marks the networks
-no machine has had the hours for yet; `--models NAME ...` trains them and the table fills in.
+no machine has had the hours for yet, with what a run would take on this CPU where its speed is
+known (from its runs at the same input on another dataset, at that dataset's batch size);
+`--models NAME ...` trains them and the table fills in.
 
 {chr(10).join(lines)}
 
