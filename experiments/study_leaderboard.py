@@ -126,13 +126,13 @@ def expected_time(name: str, dataset: str, shape: str, rows: list[dict]) -> str:
     """What a run not trained yet would take on this CPU, from the network's training speed
     (images a second, validation included) at the same input on another dataset: the cost
     that has kept it off the board."""
-    speeds = [m["images_per_s"] for r in rows if (r["name"], r["shape"]) == (name, shape) for m in r["runs"]
-              if all(d.startswith("cpu") for d in m["devices"]) and m.get("concurrent_runs", 1) == 1]
-    if not speeds:
+    measured = [(r["dataset"], m["images_per_s"]) for r in rows if (r["name"], r["shape"]) == (name, shape)
+                for m in r["runs"]
+                if all(d.startswith("cpu") for d in m["devices"]) and m.get("concurrent_runs", 1) == 1]
+    if not measured:
         return "—"
-    seconds = TRAIN_IMAGES[dataset] * model_info(name).recipe.epochs / statistics.median(speeds)
-    measured_on = sorted({r["dataset"] for r in rows if (r["name"], r["shape"]) == (name, shape) and r["runs"]})
-    return f"about {seconds / 60:.0f} min here (its speed on {', '.join(measured_on)})"
+    seconds = TRAIN_IMAGES[dataset] * model_info(name).recipe.epochs / statistics.median(s for _, s in measured)
+    return f"about {seconds / 60:.0f} min here (its speed on {', '.join(sorted({d for d, _ in measured}))})"
 
 
 def train_missing(args, names: list[str]) -> list[str]:
