@@ -142,8 +142,8 @@ def test_a_frame_the_first_cascade_misses_gets_the_fallbacks_look(astronaut, mon
     real = faces._cascade
 
     class Blind:  # the run's cascade sees nothing, as on a frame it misses
-        def detectMultiScale(self, *args, **kwargs):
-            return ()
+        def detectMultiScale2(self, *args, **kwargs):
+            return (), ()
 
     def cascade(name):
         names.append(name)
@@ -153,6 +153,25 @@ def test_a_frame_the_first_cascade_misses_gets_the_fallbacks_look(astronaut, mon
     boxes = faces.detect(astronaut, SMILES.detector)
     assert names == [SMILES.detector, SMILES.detector, faces.FALLBACK]  # found on the fallback's first look
     assert len(boxes) == 1 and on_eyes(boxes[0], ASTRONAUT_EYES)
+
+
+def test_a_weak_box_does_not_hide_the_face_a_later_look_finds(astronaut, monkeypatch):
+    names = []
+    real = faces._cascade
+    texture = (40, 400, 60, 60)  # a box on the background, at DETECT_SIDE, that few windows agree on
+
+    class Unsure:  # the run's cascade sees only the texture, on every look
+        def detectMultiScale2(self, *args, **kwargs):
+            return np.array([texture]), [faces.SURE // 2]
+
+    def cascade(name):
+        names.append(name)
+        return Unsure() if name == SMILES.detector else real(name)
+
+    monkeypatch.setattr(faces, "_cascade", cascade)
+    boxes = faces.detect(astronaut, SMILES.detector)
+    assert names == [SMILES.detector, SMILES.detector, faces.FALLBACK]  # it went on until a sure box
+    assert len(boxes) == 1 and on_eyes(boxes[0], ASTRONAUT_EYES)  # and the weak one was dropped
 
 
 def test_a_frame_that_is_a_crop_is_judged_whole():

@@ -37,9 +37,12 @@ MAX_FACES = 16  # the largest ones are judged; more are counted, not judged
 TOO_SMALL = 16  # a face cut from fewer pixels than this across is too small to judge (lowres trains from 16)
 # A frame no larger than this many model inputs, of the training aspect, may be a crop itself: it is
 # judged whole when a face's crop spans at least WHOLE_FACE of its side (the face that fills it) or
-# none spans WHOLE_MIN (smaller "faces" are its features: an eye, a mouth).
+# none spans WHOLE_MIN (smaller "faces" are its features: an eye, a mouth). A 20-pixel face in a 64-pixel
+# frame spans 0.3: with WHOLE_MIN at 1/3, benchmarks/door_faces.py (seeds 0, 2) judged many such frames
+# whole and found 83% / 77% of its 20-29 pixel faces; at 0.25, 94% / 93%, while the plain crops judged
+# whole went from 593 / 594 of 600 to 586 / 590 (their accuracy with the step 0.2 points lower).
 CROP_LIKE = 2.0
-WHOLE_MIN, WHOLE_FACE = 1 / 3, 0.6
+WHOLE_MIN, WHOLE_FACE = 0.25, 0.6
 PAD = 0.15  # of DETECT_SIDE, edge pixels repeated on each side: a face at the edge keeps the context the
 # cascade's window needs (it is larger than a tight crop); with it 88% of the benchmark's faces were found, 68% without
 BLUR = 2.0  # Gaussian sigma (pixels at DETECT_SIDE) of the second look at a frame with no face found
@@ -47,6 +50,16 @@ BLUR = 2.0  # Gaussian sigma (pixels at DETECT_SIDE) of the second look at a fra
 # one: it finds other faces, and its boxes frame a face as alt2's do (on 495 faces both found: median
 # width ratio 1.015, centre offset 0), so the run's crop geometry holds for them.
 FALLBACK = "haarcascade_frontalface_default.xml"
+# alt2's predecessor; on 328 faces both found, its boxes' median width is 1.013 alt2's, centred alike
+SECOND_FALLBACK = "haarcascade_frontalface_alt.xml"
+# The looks run in turn until one box is SURE (that many of the cascade's windows agree on it: on 1200
+# composite frames a face's box was, most often, 30 or more; a box elsewhere, most often 2-4); the boxes of
+# all looks run so far are then merged (one face found twice counts once, OVERLAP) and those with fewer
+# than WEAK of the strongest box's windows dropped. Stopping at the first look with any box instead let a
+# weak box on a background's texture hide the face a later look finds (600 frames, seeds 0 and 2: faces
+# found and alone 93.8% -> 95.0%, 93.3% -> 94.3%; 1.5 looks a frame on average; frames without a face that
+# got a box unchanged).
+SURE, WEAK, OVERLAP = 8, 0.5, 0.3
 NEAR = 0.5  # faces narrower than this share of the largest one are counted, not judged
 DEFAULT_CROP = FaceCrop(scale=1.0)  # --faces on for a model whose run records no crop: the cascade's box
 
@@ -101,26 +114,45 @@ def detect(img: Image.Image, detector: str = DEFAULT_CROP.detector) -> list[tupl
     import cv2
 
     grey = img.convert("L")
-    scale = DETECT_SIDE / max(grey.size)
-    small = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
-                        Image.Resampling.BILINEAR)
-    pad = round(PAD * DETECT_SIDE)
     # On 200 frames of benchmarks/door_faces.py (seed 0): alt2 with minNeighbors 3 found 88% of the faces
     # with 13 false boxes; the default cascade 86% with 52, minNeighbors 2 92% with 21, 5 83% with 5;
     # equalised histograms fewer. Fine texture (noise, print) hides a face's edges from the cascade, so a
-    # frame where it finds none gets a second look, blurred (91.5%, no more false boxes); blurring every
-    # frame would lose small real faces (3 of the ten-faces test's 10). On 600 other frames (seed 2) the
-    # FALLBACK cascade's looks took the faces found from 91.3% to 94.0%.
-    looks = [(name, sigma) for name in dict.fromkeys((detector, FALLBACK)) for sigma in (0.0, BLUR)]
-    for name, sigma in looks:
-        pixels = np.asarray(small) if not sigma else cv2.GaussianBlur(np.asarray(small), (0, 0), sigma)
+    # frame where it finds no sure face gets a second look, blurred (91.5%, no more false boxes); blurring
+    # every frame would lose small real faces (3 of the ten-faces test's 10). On 600 other frames (seed 2)
+    # the FALLBACK cascade's looks took the faces found from 91.3% to 94.0%. Of the 64 faces still missed
+    # in 1200 frames (seeds 0, 2), OpenCV's older alt cascade found 18 and alt2 on a frame of half the
+    # side 16, each with a box on 1-3 of 200 frames without a face (finer scale steps: 25, but on 16).
+    looks = [(name, sigma, 1.0) for name in dict.fromkeys((detector, FALLBACK)) for sigma in (0.0, BLUR)]
+    looks += [(name, 0.0, side) for name, side in ((SECOND_FALLBACK, 1.0), (detector, 0.5))]
+    found = []  # (windows that agree, box in img's pixels)
+    for name, sigma, side in looks:
+        scale = side * DETECT_SIDE / max(grey.size)
+        small = np.asarray(grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
+                                       Image.Resampling.BILINEAR))
+        pixels = small if not sigma else cv2.GaussianBlur(small, (0, 0), sigma * side)
+        pad = round(PAD * side * DETECT_SIDE)
         padded = cv2.copyMakeBorder(pixels, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        found = _cascade(name).detectMultiScale(padded, scaleFactor=1.1, minNeighbors=3,
-                                                minSize=(MIN_FACE, MIN_FACE))
-        if len(found):
+        smallest = round(MIN_FACE * side)
+        boxes, windows = _cascade(name).detectMultiScale2(padded, scaleFactor=1.1, minNeighbors=3,
+                                                          minSize=(smallest, smallest))
+        found += [(int(k), ((x - pad) / scale, (y - pad) / scale, w / scale, h / scale))
+                  for (x, y, w, h), k in zip(boxes, windows)]
+        if any(k >= SURE for k, _ in found):
             break
-    boxes = [((x - pad) / scale, (y - pad) / scale, w / scale, h / scale) for x, y, w, h in found]
+    kept = []
+    for k, box in sorted(found, key=lambda f: -f[0]):
+        if k >= WEAK * (kept[0][0] if kept else k) and all(_overlap(box, other) < OVERLAP for _, other in kept):
+            kept.append((k, box))
+    boxes = [box for _, box in kept]
     return sorted(boxes, key=lambda b: -b[2] * b[3])
+
+
+def _overlap(a, b) -> float:
+    """Intersection over union of two (x, y, width, height) boxes."""
+    across = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    down = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    shared = across * down
+    return shared / (a[2] * a[3] + b[2] * b[3] - shared)
 
 
 def _crop_box(box, crop: FaceCrop, aspect: float, frame: tuple[int, int]) -> tuple[int, int, int, int]:
