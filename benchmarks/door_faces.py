@@ -1,6 +1,6 @@
 """The door on camera-like frames: SMILEsmileD test faces pasted into larger photos.
 
-    python benchmarks/door_faces.py RUN [--faces 600] [--seed 0] [--markdown docs/SERVE.md]
+    python benchmarks/door_faces.py RUN [--faces 600] [--seed 0] [--empty 200] [--markdown docs/SERVE.md]
                                         [--figure docs/figures/door-faces.png]
 
 Each test-split face (a 64x64 grey crop) is enlarged to 20-200 pixels across and pasted at a
@@ -9,7 +9,8 @@ one of: another picture (scikit-image's bundled photos, none with a face), noise
 a flat colour; the whole frame is then tinted (a gain per colour channel, as a camera's white
 balance) and saved as a JPEG. The door's decision (open = smiling) is scored on the plain test
 crops and on these frames, with the face step (cnnzoo.inference.faces) and without it (the
-whole frame squeezed to the model's input), with the detection rate and the detector's time.
+whole frame squeezed to the model's input), with the detection rate and the detector's time; and
+on as many frames made the same way without a face, how often the door still opens.
 `--markdown FILE` replaces the table between the markers in FILE; `--figure PNG` draws a
 head-and-shoulders photo (scikit-image's astronaut) going through the face step.
 """
@@ -51,9 +52,10 @@ def background(kind: str, width: int, height: int, rng: np.random.Generator) -> 
     return Image.new("RGB", (width, height), tuple(int(v) for v in rng.integers(0, 256, 3)))
 
 
-def composite(face: np.ndarray, rng: np.random.Generator, kind: str | None = None,
+def composite(face: np.ndarray | None, rng: np.random.Generator, kind: str | None = None,
               side: int | None = None) -> tuple[bytes, tuple[int, int, int, int]]:
-    """(JPEG bytes of a frame holding `face`, the face's box x, y, width, height)."""
+    """(JPEG bytes of a frame holding `face`, the face's box x, y, width, height); with no face,
+    the frame it would have been pasted into."""
     side = side or round(np.exp(rng.uniform(np.log(20), np.log(200))))
     area = side * side / rng.uniform(0.1, 0.4)
     aspect = rng.uniform(3 / 4, 4 / 3)
@@ -61,8 +63,9 @@ def composite(face: np.ndarray, rng: np.random.Generator, kind: str | None = Non
     height = int(np.clip(np.sqrt(area / aspect), max(64, side), 1024))
     frame = background(kind or BACKGROUNDS[rng.integers(len(BACKGROUNDS))], width, height, rng)
     x, y = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
-    grey = Image.fromarray(face[:, :, 0]).resize((side, side), Image.Resampling.BILINEAR)
-    frame.paste(grey.convert("RGB"), (x, y))
+    if face is not None:
+        grey = Image.fromarray(face[:, :, 0]).resize((side, side), Image.Resampling.BILINEAR)
+        frame.paste(grey.convert("RGB"), (x, y))
     tint = rng.uniform(0.7, 1.3, 3)
     pixels = np.clip(np.asarray(frame, dtype=np.float32) * tint, 0, 255).astype(np.uint8)
     out = io.BytesIO()
@@ -82,7 +85,7 @@ def _on_face(box, truth) -> bool:
     return abs(cx - (truth[0] + truth[2] / 2)) < truth[2] / 4 and abs(cy - (truth[1] + truth[3] / 2)) < truth[3] / 4
 
 
-def evaluate(run: Path, n: int, seed: int) -> dict:
+def evaluate(run: Path, n: int, seed: int, empty: int) -> dict:
     import cnnzoo  # noqa: F401  (chooses the Keras backend)
     from cnnzoo.analysis.metrics import predict_proba
     from cnnzoo.datasets import load
@@ -114,21 +117,20 @@ def evaluate(run: Path, n: int, seed: int) -> dict:
         found, ms = step(frame)
         frames_found.append(found)
         ms_all.append(ms)
+    empty_found = [step(composite(None, rng)[0])[0] for _ in range(empty)]  # after the faces: their frames stay
     # Every image the model judges, in one pass each.
     p_crops = predict_proba(model, faces)[:, 1]
     p_squeezed = predict_proba(model, np.stack(squeezed))[:, 1]
 
-    def doors(found_lists):
-        arrays = [f.pixels for found in found_lists for f in found]
-        p = list(predict_proba(model, np.stack(arrays))[:, 1]) if arrays else []
-        opened = []
-        for found in found_lists:
-            mine, p = p[:len(found)], p[len(found):]
-            opened.append(face_step.door(mine, [f.too_small for f in found], 0.5)[0] == "open")
-        return np.array(opened)
+    def doors(found_lists):  # the door's answer on each frame: open, closed or no face
+        return [face_step.door(list(p), [f.too_small for f in found], 0.5)[0] if found else "no face"
+                for found, p in zip(found_lists, _probabilities(model, predict_proba, found_lists))]
 
-    rows = {"crops": (p_crops >= 0.5) == labels, "crops+faces": doors(crops_found) == labels,
-            "frames": (p_squeezed >= 0.5) == labels, "frames+faces": doors(frames_found) == labels}
+    def opened(found_lists):
+        return np.array([answer == "open" for answer in doors(found_lists)])
+
+    rows = {"crops": (p_crops >= 0.5) == labels, "crops+faces": opened(crops_found) == labels,
+            "frames": (p_squeezed >= 0.5) == labels, "frames+faces": opened(frames_found) == labels}
     hits = [[_on_face(f.box, truth) for f in found] for found, truth in zip(frames_found, frames)]
     detected = np.array([any(h) for h in hits])
     by_size = {}
@@ -136,10 +138,20 @@ def evaluate(run: Path, n: int, seed: int) -> dict:
         chosen = np.array([a <= truth[2] < b for truth in frames])
         by_size[f"{a}-{b - 1}"] = (int(chosen.sum()), float(rows["frames+faces"][chosen].mean()) if chosen.any() else None,
                                    float(detected[chosen].mean()) if chosen.any() else None)
-    return {"n": len(labels), "smiling": float(labels.mean()), "accuracy": {k: float(np.mean(v)) for k, v in rows.items()},
+    answers = doors(empty_found)
+    return {"n": len(labels), "smiling": float(labels.mean()),
+            "accuracy": {k: float(np.mean(v)) for k, v in rows.items()},
+            "empty": (empty, answers.count("no face"), answers.count("open")),
             "detected": float(detected.mean()), "false_faces": int(sum(len(h) - sum(h) for h in hits)),
             "whole_crops": int(sum(bool(found and found[0].whole_frame) for found in crops_found)),
             "detect_ms": (float(np.median(ms_all)), float(np.percentile(ms_all, 90))), "by_size": by_size}
+
+
+def _probabilities(model, predict_proba, found_lists) -> list[np.ndarray]:
+    """p(smiling) of each frame's judged faces, all frames' faces in one pass."""
+    arrays = [f.pixels for found in found_lists for f in found]
+    p = predict_proba(model, np.stack(arrays))[:, 1] if arrays else np.zeros(0)
+    return np.split(p, np.cumsum([len(found) for found in found_lists])[:-1]) if found_lists else []
 
 
 def figure(run: Path, out: Path) -> None:
@@ -188,6 +200,9 @@ def markdown(result: dict, command: str) -> str:
          f"all); {result['whole_crops']} of the {result['n']} plain crops were judged whole. The detector took "
          f"{result['detect_ms'][0]:.0f} ms a frame (median; 90th percentile {result['detect_ms'][1]:.0f} ms)."),
         "",
+        (f"On {result['empty'][0]} frames made the same way without a face, the door answered \"no face found\" "
+         f"{result['empty'][1]} times and opened {result['empty'][2]} times (a box on the background judged smiling)."),
+        "",
         "| face size (px across) | frames | door's accuracy with the face step | face found |",
         "| --- | ---: | ---: | ---: |",
     ]
@@ -201,13 +216,14 @@ def main(argv=None) -> int:
     parser.add_argument("run", type=Path)
     parser.add_argument("--faces", type=int, default=600, help="test faces (one frame each)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--empty", type=int, default=200, help="frames without a face")
     parser.add_argument("--markdown", type=Path, help="replace the table between its markers in this file")
     parser.add_argument("--figure", type=Path, help="draw the astronaut going through the face step (PNG)")
     args = parser.parse_args(argv)
     if args.figure:
         figure(args.run, args.figure)
     load = os.getloadavg()[0]
-    result = {**evaluate(args.run, args.faces, args.seed), "load": load}
+    result = {**evaluate(args.run, args.faces, args.seed, args.empty), "load": load}
     words = [("RUN" if word == str(args.run) else word) for word in (sys.argv[1:] if argv is None else argv)]
     command = "python benchmarks/door_faces.py " + " ".join(words)
     table = markdown(result, command)
