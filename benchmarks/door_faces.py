@@ -149,9 +149,12 @@ def evaluate(run: Path, n: int, seed: int, empty: int) -> dict:
 
 def _probabilities(model, predict_proba, found_lists) -> list[np.ndarray]:
     """p(smiling) of each frame's judged faces, all frames' faces in one pass."""
-    arrays = [f.pixels for found in found_lists for f in found]
-    p = predict_proba(model, np.stack(arrays))[:, 1] if arrays else np.zeros(0)
-    return np.split(p, np.cumsum([len(found) for found in found_lists])[:-1]) if found_lists else []
+    from cnnzoo.inference.faces import inputs, pooled
+
+    arrays = [array for found in found_lists for array in inputs(found)]
+    p = predict_proba(model, np.stack(arrays)) if arrays else np.zeros((0, 2))
+    per_frame = np.split(p, np.cumsum([len(inputs(found)) for found in found_lists])[:-1]) if found_lists else []
+    return [np.array([row[1] for row in pooled(rows, found)]) for rows, found in zip(per_frame, found_lists)]
 
 
 def figure(run: Path, out: Path) -> None:
@@ -167,7 +170,7 @@ def figure(run: Path, out: Path) -> None:
     model, pre = load_for_prediction(run), run_config(run)["preprocessing"]
     photo = Image.fromarray(data.astronaut())
     found, _ = face_step.find_faces(photo, face_step.face_crop("auto", pre), tuple(pre["image_size"]), pre["channels"])
-    p = predict_proba(model, np.stack([f.pixels for f in found]))[:, 1]
+    p = _probabilities(model, predict_proba, [found])[0]
     door, reason = face_step.door(list(p), [f.too_small for f in found], 0.5)
     canvas = Image.new("RGB", (photo.width + 220, photo.height), "white")
     canvas.paste(photo, (0, 0))

@@ -183,6 +183,25 @@ def test_a_frame_that_is_a_crop_is_judged_whole():
     assert faces.find_faces(Image.new("L", (300, 200), 128), SMILES, (64, 64), 3)[0] == []
 
 
+def test_a_small_face_in_a_frame_of_crop_size_is_found_not_judged_whole():
+    found_on_face = 0
+    for crop in face_crops(5):  # a 20-pixel face in a 64-pixel frame: the benchmark's smallest case
+        frame = Image.new("L", (64, 64), 128)
+        frame.paste(Image.fromarray(crop[:, :, 0]).resize((20, 20), Image.Resampling.BILINEAR), (20, 20))
+        found, _ = faces.find_faces(frame, SMILES, (64, 64), 3)
+        found_on_face += len(found) == 1 and not found[0].whole_frame and on_eyes(found[0].box, (30, 27))
+    assert found_on_face >= 4
+
+
+def test_only_a_sure_smaller_face_keeps_a_crop_from_being_judged_whole(monkeypatch):
+    crop = Image.fromarray(face_crops(1)[0][:, :, 0])
+    box = (16.0, 16.0, 32.0, 32.0)  # its crop spans 0.4 of the frame: a face in it, or its features
+    for windows, whole in ((faces.SURE - 1, True), (faces.SURE, False)):
+        monkeypatch.setattr(faces, "_detect", lambda img, detector: [(windows, box)])
+        found, _ = faces.find_faces(crop, SMILES, (64, 64), 3)
+        assert [f.whole_frame for f in found] == [whole]
+
+
 def test_the_decision_rule():
     assert faces.door([], [], 0.5) == ("closed", "no face found")
     assert faces.door([0.9, 0.8], [False, False], 0.5) == ("open", "every face is smiling")
@@ -215,6 +234,26 @@ def test_the_door_answers_per_face(client, astronaut):
     assert body["door"] == ("open" if face["happy"] else "closed") and body["reason"].startswith("the face is")
     assert body["detect_ms"] > 0
     assert client.get("/model").json()["faces"]["scale"] == SMILES.scale
+
+
+def test_a_face_is_judged_on_its_crop_and_the_crop_rescaled(face_run, client, astronaut, tmp_path):
+    from cnnzoo.analysis.metrics import predict_proba
+    from cnnzoo.inference.predict import load_for_prediction, predict_files
+
+    photo = encode(astronaut, quality=95)
+    frame, factor, _ = faces.open_frame(photo, 3)
+    (face,), _ = faces.find_faces(frame, SMILES, (64, 64), 3, factor=factor)
+    assert len(face.views) == len(faces.RESCALES) and all(v.shape == face.pixels.shape for v in face.views)
+    # The larger view holds more of the photo around the face (more edges), the smaller one less.
+    edges = [np.abs(np.diff(a.astype(float), axis=1)).mean() for a in (face.views[1], face.pixels, face.views[0])]
+    assert edges == sorted(edges) and len(set(edges)) == 3
+    p = predict_proba(load_for_prediction(face_run), np.stack(faces.inputs([face])))[:, 1]
+    assert len(p) == 3 and abs(p.mean() - p[0]) > 1e-5  # the views change the answer, so the API's can tell
+    answer = post_file(client, photo).json()["faces"][0]["p_happy"]
+    assert answer == pytest.approx(p.mean(), abs=3e-6) and answer != pytest.approx(p[0], abs=3e-6)
+    (tmp_path / "astronaut.jpg").write_bytes(photo)
+    (predicted,) = predict_files(face_run, [tmp_path / "astronaut.jpg"])  # cnnzoo predict's answer
+    assert predicted["faces"][0]["probabilities"][1] == pytest.approx(p.mean(), abs=3e-6)
 
 
 def test_no_face_is_its_own_answer(client):

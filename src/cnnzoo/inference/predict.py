@@ -111,19 +111,21 @@ def predict_files(model_file, images, *, arch=None, unsafe=False, input_shape=No
         found = [[read_image(path, (height, width), channels, resize=resize, max_pixels=max_pixels)] for path in images]
     else:
         found = [face_step.read_faces(path, crop, (height, width), channels, resize, max_pixels) for path in images]
-    arrays = [a if crop is None else a.pixels for per_image in found for a in per_image]
+    arrays = [a for per_image in found for a in (per_image if crop is None else face_step.inputs(per_image))]
     proba = predict_proba(model, np.stack(arrays), scale_pixels=not takes_raw_pixels(model)) if arrays else None
     width_out = int(model.outputs[0].shape[-1])
     names = class_names(model, config, 2 if sigmoid else width_out)
     check_classes(2 if sigmoid else width_out, names, str(model_file))
     results, row = [], 0
     for path, per_image in zip(images, found):
-        rows, row = proba[row:row + len(per_image)] if per_image else [], row + len(per_image)
+        judged = len(per_image) if crop is None else len(face_step.inputs(per_image))
+        rows, row = proba[row:row + judged] if judged else [], row + judged
         if crop is None:
             p = rows[0]
             results.append({"file": str(path), "class": names[int(p.argmax())], "index": int(p.argmax()),
                             "probabilities": [float(v) for v in p], "class_names": names, "sigmoid": sigmoid})
             continue
+        rows = face_step.pooled(rows, per_image)
         listed = [{"box": list(face.box), "class": names[int(p.argmax())], "index": int(p.argmax()),
                    "probabilities": [float(v) for v in p], "too_small": face.too_small,
                    "whole_frame": face.whole_frame} for face, p in zip(per_image, rows)]

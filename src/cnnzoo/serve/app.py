@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cnnzoo.inference import faces as face_step
 from cnnzoo.serve.model import MAX_BYTES, MAX_PIXELS, RequestError, ServedModel
 
 STATIC = resources.files("cnnzoo.serve") / "static"
@@ -390,7 +391,7 @@ async def _judge_faces(served: ServedModel, data: bytes, decode_slots, explain: 
     """The face step: detect (on a worker thread, at most 4 at once, as large decodes), judge every
     face in one micro-batch, decide over them; the heat map and preview are the deciding face's."""
     faces, found, detect_ms = await anyio.to_thread.run_sync(served.find_faces, data, limiter=decode_slots)
-    rows = await _answers(served, [face.pixels for face in faces])
+    rows = face_step.pooled(await _answers(served, face_step.inputs(faces)), faces)
     result, deciding = served.face_answer(faces, rows, found)
     result["detect_ms"] = round(detect_ms, 2)
     if deciding is not None:
