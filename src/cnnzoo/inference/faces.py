@@ -151,11 +151,13 @@ def _detect(img: Image.Image, detector: str) -> list[tuple[int, tuple[float, flo
     # side 16, each with a box on 1-3 of 200 frames without a face (finer scale steps: 25, but on 16).
     looks = [(name, sigma, 1.0) for name in dict.fromkeys((detector, FALLBACK)) for sigma in (0.0, BLUR)]
     looks += [(name, 0.0, side) for name, side in ((SECOND_FALLBACK, 1.0), (detector, 0.5))]
-    found = []  # (windows that agree, box in img's pixels)
+    found, resized = [], {}  # (windows that agree, box in img's pixels); the frame at each side, made once
     for name, sigma, side in looks:
         scale = side * DETECT_SIDE / max(grey.size)
-        small = np.asarray(grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
-                                       Image.Resampling.BILINEAR))
+        if side not in resized:
+            resized[side] = np.asarray(grey.resize((max(1, round(grey.width * scale)),
+                                                    max(1, round(grey.height * scale))), Image.Resampling.BILINEAR))
+        small = resized[side]
         pixels = small if not sigma else cv2.GaussianBlur(small, (0, 0), sigma * side)
         pad = round(PAD * side * DETECT_SIDE)
         padded = cv2.copyMakeBorder(pixels, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
