@@ -129,7 +129,7 @@ def evaluate(run: Path, n: int, seeds: list[int], empty: int) -> dict:
 
     def doors(found_lists):  # the door's answer on each frame: open, closed or no face
         return [face_step.door(list(p), [f.too_small for f in found], 0.5)[0] if found else "no face"
-                for found, p in zip(found_lists, _probabilities(model, predict_proba, found_lists))]
+                for found, p in zip(found_lists, _probabilities(model, found_lists))]
 
     def opened(found_lists):
         return np.array([answer == "open" for answer in doors(found_lists)])
@@ -152,8 +152,9 @@ def evaluate(run: Path, n: int, seeds: list[int], empty: int) -> dict:
             "detect_ms": (float(np.median(ms_all)), float(np.percentile(ms_all, 90))), "by_size": by_size}
 
 
-def _probabilities(model, predict_proba, found_lists) -> list[np.ndarray]:
-    """p(smiling) of each frame's judged faces, all frames' faces in one pass."""
+def _probabilities(model, found_lists) -> list[np.ndarray]:
+    """p(smiling) of each frame's judged faces (the mean over each face's views), in one pass."""
+    from cnnzoo.analysis.metrics import predict_proba
     from cnnzoo.inference.faces import inputs, pooled
 
     arrays = [array for found in found_lists for array in inputs(found)]
@@ -168,14 +169,13 @@ def figure(run: Path, out: Path) -> None:
     from skimage import data
 
     import cnnzoo  # noqa: F401
-    from cnnzoo.analysis.metrics import predict_proba
     from cnnzoo.inference import faces as face_step
     from cnnzoo.inference.predict import load_for_prediction, run_config
 
     model, pre = load_for_prediction(run), run_config(run)["preprocessing"]
     photo = Image.fromarray(data.astronaut())
     found, _ = face_step.find_faces(photo, face_step.face_crop("auto", pre), tuple(pre["image_size"]), pre["channels"])
-    p = _probabilities(model, predict_proba, [found])[0]
+    p = _probabilities(model, [found])[0]
     door, reason = face_step.door(list(p), [f.too_small for f in found], 0.5)
     canvas = Image.new("RGB", (photo.width + 220, photo.height), "white")
     canvas.paste(photo, (0, 0))
