@@ -254,6 +254,12 @@ def test_a_face_is_judged_on_its_crop_and_the_crop_rescaled(face_run, client, as
     (tmp_path / "astronaut.jpg").write_bytes(photo)
     (predicted,) = predict_files(face_run, [tmp_path / "astronaut.jpg"])  # cnnzoo predict's answer
     assert predicted["faces"][0]["probabilities"][1] == pytest.approx(p.mean(), abs=3e-6)
+    # The heat map explains that pooled answer: its class and probability are the face's, not the crop's alone.
+    explained = post_file(client, photo, params={"explain": "true"}).json()
+    index = int(p.mean() >= explained["threshold"])
+    assert explained["explanation"]["index"] == index
+    assert explained["explanation"]["probability"] == pytest.approx(explained["probabilities"][index], abs=1e-6)
+    assert explained["explanation"]["probability"] != pytest.approx([1 - p[0], p[0]][index], abs=3e-6)
 
 
 def test_no_face_is_its_own_answer(client):

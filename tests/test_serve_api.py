@@ -445,19 +445,20 @@ def test_micro_batcher_answers_explain_jobs_with_their_own_function_in_the_same_
         gate.wait(5)
         return batch.reshape(len(batch), -1)[:, :1]
 
-    def explain(batch):
-        calls.append(("explain", len(batch)))
+    def explain(batch, classes):
+        calls.append(("explain", len(batch), classes))
         return [("explained", float(row.ravel()[0])) for row in batch]
 
     batcher = MicroBatcher(forward, max_batch=8, explain=explain)
     first = batcher.submit(np.full((1,), -1.0))  # holds the worker while the rest queue up
     assert busy.wait(5)
-    futures = [batcher.submit(np.full((1,), float(k)), explain=k % 2 == 1) for k in range(6)]
+    futures = [batcher.submit(np.full((1,), float(k)), explain=k % 2 == 1, explain_class=7 if k == 3 else None)
+               for k in range(6)]
     gate.set()
     first.result(5)
     results = [f.result(5) for f in futures]
     assert [r == ("explained", float(k)) if k % 2 else float(r[0]) == k for k, r in enumerate(results)] == [True] * 6
-    assert calls[1:] == [("forward", 3), ("explain", 3)]
+    assert calls[1:] == [("forward", 3), ("explain", 3, [None, 7, None])]  # each job's class to explain
     batcher.close()
     with pytest.raises(served_model.RequestError, match="does not explain"):
         MicroBatcher(forward).submit(np.zeros(1), explain=True)

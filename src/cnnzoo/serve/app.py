@@ -378,9 +378,10 @@ def _prediction_route(app: FastAPI, served: ServedModel, counters: _Counters) ->
         return JSONResponse(result)  # already the schema's shape: FastAPI's re-validation skipped
 
 
-async def _answers(served: ServedModel, arrays: list, explain: bool = False) -> list:
+async def _answers(served: ServedModel, arrays: list, explain: bool = False, explain_class: int | None = None) -> list:
     """The inference thread's rows for `arrays` (one micro-batch when they arrive together)."""
-    futures = [asyncio.wrap_future(served.batcher.submit(array, explain=explain)) for array in arrays]
+    futures = [asyncio.wrap_future(served.batcher.submit(array, explain=explain, explain_class=explain_class))
+               for array in arrays]
     try:
         return await asyncio.wait_for(asyncio.gather(*futures), ANSWER_TIMEOUT_S)
     except TimeoutError:
@@ -389,7 +390,8 @@ async def _answers(served: ServedModel, arrays: list, explain: bool = False) -> 
 
 async def _judge_faces(served: ServedModel, data: bytes, decode_slots, explain: bool, preview: bool) -> dict:
     """The face step: detect (on a worker thread, at most 4 at once, as large decodes), judge every
-    face in one micro-batch, decide over them; the heat map and preview are the deciding face's."""
+    face in one micro-batch, decide over them; the heat map and preview are the deciding face's
+    (the map of its crop, for the class and with the probability its answer pooled over the views)."""
     faces, found, detect_ms = await anyio.to_thread.run_sync(served.find_faces, data, limiter=decode_slots)
     rows = face_step.pooled(await _answers(served, face_step.inputs(faces)), faces)
     result, deciding = served.face_answer(faces, rows, found)
@@ -397,7 +399,9 @@ async def _judge_faces(served: ServedModel, data: bytes, decode_slots, explain: 
     if deciding is not None:
         array = faces[deciding].pixels
         if explain:
-            result["explanation"] = served.explanation(array, *(await _answers(served, [array], True))[0])
+            index = served.decision(rows[deciding])
+            _, heat, _ = (await _answers(served, [array], True, index))[0]
+            result["explanation"] = served.explanation(array, rows[deciding], heat, index)
         if preview:
             result["preview"] = served.preview(array)
     return result

@@ -65,7 +65,8 @@ class MicroBatcher:
     """One worker thread runs `forward` on whatever requests are waiting, up to `max_batch`.
 
     Requests submitted with `explain=True` go, in the same micro-batch, to `explain`
-    instead (the heat maps need the model too, so they run on the same thread).
+    instead (the heat maps need the model too, so they run on the same thread), with the class
+    each is to explain (`explain_class`, None: the one its own answer reports).
     """
 
     def __init__(self, forward, max_batch: int = 32, pad_batches: bool = False, explain=None):
@@ -80,7 +81,8 @@ class MicroBatcher:
         self.batches = 0
         self.largest_batch = 0
 
-    def submit(self, x: np.ndarray, *, explain: bool = False) -> concurrent.futures.Future:
+    def submit(self, x: np.ndarray, *, explain: bool = False, explain_class: int | None = None
+               ) -> concurrent.futures.Future:
         if explain and self._explain is None:
             raise RequestError(400, "This server does not explain its answers.")
         future: concurrent.futures.Future = concurrent.futures.Future()
@@ -90,7 +92,7 @@ class MicroBatcher:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="cnnzoo-inference", daemon=True)
                 self._thread.start()
-            self._queue.put((x, future, explain))
+            self._queue.put((x, future, explain, explain_class))
         return future
 
     def pending(self) -> int:
@@ -121,10 +123,13 @@ class MicroBatcher:
                     break
                 items.append(nxt)
             live = [item for item in items if item[1].set_running_or_notify_cancel()]
-            for kind, forward in ((False, self._forward), (True, self._explain)):
-                group = [(x, f) for x, f, explain in live if explain is kind]
-                if group:
-                    self._answer(group, forward)
+            answered = [(x, f) for x, f, explain, _ in live if not explain]
+            explained = [(x, f, target) for x, f, explain, target in live if explain]
+            if answered:
+                self._answer(answered, self._forward)
+            if explained:
+                targets = [target for _, _, target in explained]
+                self._answer([(x, f) for x, f, _ in explained], lambda batch: self._explain(batch, targets))
         while True:  # anything that arrived with or after the stop signal
             try:
                 item = self._queue.get_nowait()
@@ -272,13 +277,15 @@ class ServedModel:
         """uint8 (N, H, W, C) -> (N, K) class probabilities, as `cnnzoo predict` computes them."""
         return class_probabilities(self.model.predict_on_batch(self._inputs(batch)), len(batch))
 
-    def forward_explained(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    def forward_explained(self, batch: np.ndarray, classes: list[int | None] | None = None
+                          ) -> list[tuple[np.ndarray, np.ndarray, int]]:
         """(probabilities, heat map, class explained) per image: the probabilities exactly as
-        `forward` gives them, the map for the decision the answer reports."""
+        `forward` gives them, the map for `classes` (None: the decision the answer reports)."""
         from cnnzoo.inference.explain import explain
 
         proba = self.forward(batch)
-        decided = [self.decision(p) for p in proba]
+        classes = list(classes or []) + [None] * (len(batch) - len(classes or []))  # padded batches
+        decided = [self.decision(p) if c is None else int(c) for p, c in zip(proba, classes)]
         maps = explain(self.model, self._inputs(batch), decided, method=self.explain_method,
                        layer=self.explain_layer).maps
         return list(zip(proba, maps, decided))
