@@ -435,7 +435,8 @@ def test_micro_batcher_batches_waiting_requests_and_keeps_their_order():
         batcher.submit(np.zeros((2, 2, 1)))
 
 
-def test_micro_batcher_answers_explain_jobs_with_their_own_function_in_the_same_batch():
+@pytest.mark.parametrize("pad", [False, True])
+def test_micro_batcher_answers_explain_jobs_with_their_own_function_in_the_same_batch(pad):
     gate, busy = threading.Event(), threading.Event()
     calls = []
 
@@ -449,7 +450,7 @@ def test_micro_batcher_answers_explain_jobs_with_their_own_function_in_the_same_
         calls.append(("explain", len(batch), classes))
         return [("explained", float(row.ravel()[0])) for row in batch]
 
-    batcher = MicroBatcher(forward, max_batch=8, explain=explain)
+    batcher = MicroBatcher(forward, max_batch=8, explain=explain, pad_batches=pad)
     first = batcher.submit(np.full((1,), -1.0))  # holds the worker while the rest queue up
     assert busy.wait(5)
     futures = [batcher.submit(np.full((1,), float(k)), explain=k % 2 == 1, explain_class=7 if k == 3 else None)
@@ -458,7 +459,10 @@ def test_micro_batcher_answers_explain_jobs_with_their_own_function_in_the_same_
     first.result(5)
     results = [f.result(5) for f in futures]
     assert [r == ("explained", float(k)) if k % 2 else float(r[0]) == k for k, r in enumerate(results)] == [True] * 6
-    assert calls[1:] == [("forward", 3), ("explain", 3, [None, 7, None])]  # each job's class to explain
+    # Each job's class to explain; a batch padded to 4 rows repeats its last row's class too.
+    expected = [("forward", 4), ("explain", 4, [None, 7, None, None])] if pad else \
+        [("forward", 3), ("explain", 3, [None, 7, None])]
+    assert calls[1:] == expected
     batcher.close()
     with pytest.raises(served_model.RequestError, match="does not explain"):
         MicroBatcher(forward).submit(np.zeros(1), explain=True)

@@ -124,12 +124,14 @@ class MicroBatcher:
                 items.append(nxt)
             live = [item for item in items if item[1].set_running_or_notify_cancel()]
             answered = [(x, f) for x, f, explain, _ in live if not explain]
-            explained = [(x, f, target) for x, f, explain, target in live if explain]
+            explained = [item for item in live if item[2]]
             if answered:
                 self._answer(answered, self._forward)
             if explained:
-                targets = [target for _, _, target in explained]
-                self._answer([(x, f) for x, f, _ in explained], lambda batch: self._explain(batch, targets))
+                classes = [c for *_, c in explained]
+                # Padded rows repeat the last class, as _answer repeats the last image.
+                self._answer([(x, f) for x, f, _, _ in explained],
+                             lambda batch: self._explain(batch, classes + classes[-1:] * (len(batch) - len(classes))))
         while True:  # anything that arrived with or after the stop signal
             try:
                 item = self._queue.get_nowait()
@@ -284,7 +286,7 @@ class ServedModel:
         from cnnzoo.inference.explain import explain
 
         proba = self.forward(batch)
-        classes = list(classes or []) + [None] * (len(batch) - len(classes or []))  # padded batches
+        classes = [None] * len(batch) if classes is None else classes
         decided = [self.decision(p) if c is None else int(c) for p, c in zip(proba, classes)]
         maps = explain(self.model, self._inputs(batch), decided, method=self.explain_method,
                        layer=self.explain_layer).maps
