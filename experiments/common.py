@@ -76,7 +76,7 @@ def run_folder(config, folder: str, runs: Path = ROOT / "runs") -> Path:
     import hashlib
     import json
 
-    from cnnzoo.models import model_info
+    from cnnzoo.models import augment, model_info
 
     config = as_recorded(config).resolved()
     settings = {**dataclasses.asdict(config), "out": None, "recipe": dataclasses.asdict(model_info(config.model).recipe)}
@@ -89,6 +89,10 @@ def run_folder(config, folder: str, runs: Path = ROOT / "runs") -> Path:
         for field, default in fields.items():
             if values[field] == default:
                 del values[field]
+    # A changed augmentation layer makes a new run (records made before the change keep their hashes).
+    revised = {name: augment.REVISED[name] for name in augment.parse(config.augment) if name in augment.REVISED}
+    if revised:
+        settings["augment_revised"] = revised
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     return Path(runs) / folder / f"{config.model}-{config.dataset}-{digest}-s{config.seed}"
 

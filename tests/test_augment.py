@@ -76,6 +76,19 @@ def test_channel_shift_is_one_offset_per_image_and_channel():
     assert len(np.unique(out[:, 0, 0, :])) == 24  # independent per image and channel
 
 
+def test_sensor_noise_spreads_its_strength_over_images_and_keeps_one_strength_without_spread():
+    flat = np.full((300, 16, 16, 1), 0.5, "float32")
+    keras.utils.set_random_seed(2)
+    spread = _np(augment.layers_for("noise")[0](flat, training=True)).reshape(300, -1).std(axis=1)
+    assert spread.min() < 0.01 and 0.11 < spread.max() < 0.13  # from a clean sensor to the suite's worst (0.12)
+    assert 0.05 < np.median(spread) < 0.07  # uniform in between
+    fixed = _np(augment.SensorNoise(0.03)(flat, training=True)).reshape(300, -1).std(axis=1)
+    assert np.allclose(fixed, 0.03, atol=0.005)  # a model saved before `spread` trains on as it did
+    restored = augment.SensorNoise.from_config(augment.layers_for("noise")[0].get_config())
+    assert (restored.stddev, restored.spread) == (0.12, True)
+    np.testing.assert_array_equal(_np(restored(flat[:2])), flat[:2])  # inference sees the photo as it is
+
+
 def test_resized_crop_of_the_whole_image_is_the_image():
     layer = augment.RandomResizedCrop(scale=(1.0, 1.0), ratio=(1.0, 1.0))
     np.testing.assert_allclose(_np(layer(IMAGES, training=True)), IMAGES, atol=1e-5)

@@ -189,6 +189,20 @@ def test_the_leaderboard_counts_the_bf16_runs_of_a_lent_gpu(tmp_path):
     assert not (tmp_path / "runs").exists()  # found, not trained again in fp32
 
 
+def test_a_revised_augmentation_layer_makes_a_new_run_and_leaves_the_others_records_alone(monkeypatch):
+    """Runs recorded with the older `noise` layer (one sd for all images) must not be taken for the
+    current one's; runs without it keep their hashes and records."""
+    from cnnzoo.models import augment
+    from cnnzoo.training.config import TrainConfig
+
+    common = script("common")
+    noisy, plain = (TrainConfig("resnet20", "signs", augment=a) for a in ("shift,noise", "shift,blur"))
+    now = [common.run_folder(c, "robustness").name for c in (noisy, plain)]
+    monkeypatch.setattr(augment, "REVISED", {})
+    before = [common.run_folder(c, "robustness").name for c in (noisy, plain)]
+    assert now[0] != before[0] and now[1] == before[1]
+
+
 def test_every_row_of_the_committed_leaderboard_is_found_from_its_records(tmp_path):
     """A new TrainConfig or Recipe field, or any change to the run hash, must not orphan the
     records on main: each measured row of docs/STUDIES.md is found again, seed by seed, by the
