@@ -197,6 +197,28 @@ def test_model_keras_is_a_copy_where_the_file_system_has_no_hard_links(tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "last.keras", "model.keras"]
 
 
+def test_a_save_builds_keras_reference_objects_once_not_once_per_layer(tmp_path, monkeypatch):
+    """Keras 3.15 stores its skip lists under one name and looks them up under another, so each
+    layer saved built a Layer anew (cnnzoo.models.saving looks them up where they are stored)."""
+    from keras.src.layers.layer import Layer
+
+    model = HappyModel()
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.save(tmp_path / "first.keras")  # the lists are made here
+    built, stock_init = [], Layer.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(type(self))
+        stock_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Layer, "__init__", counting_init)
+    model.save(tmp_path / "second.keras")
+    assert [cls for cls in built if cls is Layer] == []  # stock Keras: one per layer, object and container saved
+    again = keras.saving.load_model(tmp_path / "second.keras")
+    for saved, loaded in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(saved, loaded)
+
+
 def test_unknown_schedule_is_refused_before_anything_is_written(tmp_path):
     result = invoke("train", "happy", "--dataset", "signs", "--schedule", "linear", "--out", tmp_path / "r")
     assert result.exit_code == 2

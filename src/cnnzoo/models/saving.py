@@ -19,6 +19,29 @@ from cnnzoo.errors import UserError
 from cnnzoo.models import augment  # noqa: F401  (registers the augmentation layers, for loading)
 from cnnzoo.models.weights import preprocessing  # noqa: F401  (registers ImagePreprocessing, for loading)
 
+def _cache_attribute_skipsets() -> None:
+    """Keras 3.15 finds the attributes a save skips (`get_attr_skipset`) by building a reference
+    object (a Layer, an Optimizer, a Metric) and listing it, and means to keep each list in its
+    global state; but it stores them as "saving_attr_skipset_*" and looks them up as
+    "saving_attr_skiplist_*", so every layer saved builds a Layer again. Looking them up where
+    Keras stores them saves ResNet-50 with Adam's state in 2.2 s instead of 3.1 s (medians of 4
+    interleaved saves, this 2-core machine): every checkpoint of every epoch. The lists are the
+    same; `keras.utils.clear_session` still clears them."""
+    from keras.src.backend.common import global_state
+    from keras.src.saving import saving_lib
+
+    stock = getattr(saving_lib.get_attr_skipset, "__wrapped__", saving_lib.get_attr_skipset)
+
+    def get_attr_skipset(obj_type):
+        cached = global_state.get_global_attribute(f"saving_attr_skipset_{obj_type}")
+        return cached if cached is not None else stock(obj_type)
+
+    get_attr_skipset.__wrapped__ = stock
+    saving_lib.get_attr_skipset = get_attr_skipset
+
+
+_cache_attribute_skipsets()
+
 # What a damaged or foreign model file makes Keras raise (zip, HDF5 and config errors).
 UNREADABLE = (TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile)
 
