@@ -164,9 +164,11 @@ def dataset_subjects(dataset: str) -> bool:
     return dataset_info(dataset).subject_pattern is not None
 
 
-def confirm_rows(dataset: str, augments: dict[str, tuple[str, tuple]], args, train: bool = True) -> list[str]:
+def confirm_rows(dataset: str, augments: dict[str, tuple[str, tuple]], args, train: bool = True,
+                 not_run: list[str] | None = None) -> list[str]:
     """The confirmation's rows, from {label: (augmentation, `config`'s schedule)}, each over the
-    seeds it has: without `train`, the finished runs among the first `--seeds` (rows with none left out)."""
+    seeds it has: without `train`, the finished runs among the first `--seeds` (rows with none left
+    out, and named in `not_run`)."""
     lines = []
     for model, size in CONFIRM[dataset]:
         for label, (augment, schedule) in augments.items():
@@ -175,6 +177,8 @@ def confirm_rows(dataset: str, augments: dict[str, tuple[str, tuple]], args, tra
             found = {seed: measured(cfg, args, train) for seed, cfg in configs.items()}
             runs = [m for m in found.values() if m]
             if not runs:
+                if not_run is not None:
+                    not_run.append(f"{model}, {label}")
                 continue
             subject = ""
             if dataset_subjects(dataset):  # over the row's own seeds
@@ -255,11 +259,13 @@ def main(argv=None) -> None:
     lines = [("| network | augmentation | seeds | val robustness mean | test clean | robustness mean | "
               "subject-disjoint clean | ECE clean | ECE shifted | time per run |"),
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    not_run = []
     for dataset in args.datasets:
-        lines += confirm_rows(dataset, confirmed(dataset, winners[dataset]), args, train=confirming)
+        lines += confirm_rows(dataset, confirmed(dataset, winners[dataset]), args, train=confirming, not_run=not_run)
     if len(lines) > 2:
         seeds = f"up to {args.seeds} seeds a row (mean ± sd over its seeds)" if args.seeds > 1 else "1 seed a row"
-        sections.append(f"**Confirmed**, {seeds}:\n\n" + "\n".join(lines))
+        sections.append(f"**Confirmed**, {seeds}:\n\n" + "\n".join(lines)
+                        + (f"\n\nNot confirmed yet (no finished run): {'; '.join(not_run)}." if not_run else ""))
     defaults = {"seeds": 3, "phase": "all", "datasets": list(CANDIDATES), "epochs": None, "train_fraction": 1.0,
                 "confirm_subjects": False,
                 "candidates": max(map(len, CANDIDATES.values()))}

@@ -366,6 +366,24 @@ def test_robustness_tables_show_each_rows_seeds_and_a_winner_that_is_the_old_def
         ["| resnet20", "smiles: mirror,shift,lowres (default before the study, screen winner) **(the default)**", "1"]]
 
 
+def test_robustness_names_the_confirmation_rows_that_have_no_finished_run(tmp_path, monkeypatch):
+    """A confirmation row without a finished run is left out of the table, and named under it."""
+    robustness = script("robustness")
+
+    def fake(cfg, args, train=True):
+        if cfg.model == "resnet20" and not train:
+            return None  # the smiles ResNet-20 has not run
+        return {"test": {"accuracy": 0.9, "ece": 0.01}, "robustness": {"mean": 0.8, "ece": 0.02},
+                "validation": {"accuracy": 0.9, "ece": 0.01, "robustness": {"mean": 0.8}}, "wall_time_s": 60.0}
+
+    monkeypatch.setattr(robustness, "measured", fake)
+    robustness.main(["--phase", "screen", "--datasets", "smiles", "--seeds", "1", "--docs", str(tmp_path)])
+    section = (tmp_path / "RESULTS.md").read_text().split("**Confirmed**")[1]
+    assert [row.split(" | ")[0] for row in table_rows(section)] == ["| happy"]
+    assert ("Not confirmed yet (no finished run): resnet20, smiles: mirror,shift,lowres (default before the "
+            "study, screen winner).") in section
+
+
 def test_robustness_marks_the_row_that_cnnzoo_train_runs_without_flags(tmp_path, monkeypatch):
     """Each screen's winner (and EXTRA's candidate) is confirmed on the longer schedule, and the row
     that is the dataset's default (here the first screen's winner), only that one, is marked: the
