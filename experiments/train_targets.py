@@ -43,12 +43,12 @@ STUDIES = [
     ("HappyModel, default recipe with `mirror,shift` (smiles' default before `lowres`)", "happy", "smiles", 0.90, {}),
     # The 93% anchor is a LeNet-style network's: the same data through LeNet-5 (two conv
     # layers, three dense), for comparison.
-    ("LeNet-5 (modern: ReLU, max pooling; 32x32 grey input), its recipe with `mirror,shift`, for context", "lenet5_modern",
-     "smiles", None, {}),
-    ("LeNet-5 (classic: tanh, average pooling), no augmentation, all 60,000 training images", "lenet5", "mnist", 1 - 0.0095,
-     {**MNIST, "augment": "none"}),
-    ("LeNet-5 (modern: ReLU, max pooling), shift and small rotations, all 60,000 training images", "lenet5_modern", "mnist", 1 - 0.008,
-     {**MNIST, "augment": "shift,rotate"}),
+    ("LeNet-5 (modern: ReLU, max pooling; 32x32 grey input), its recipe with `mirror,shift`, for context",
+     "lenet5_modern", "smiles", None, {}),
+    ("LeNet-5 (classic: tanh, average pooling), no augmentation, all 60,000 training images", "lenet5", "mnist",
+     1 - 0.0095, {**MNIST, "augment": "none"}),
+    ("LeNet-5 (modern: ReLU, max pooling), shift and small rotations, all 60,000 training images", "lenet5_modern",
+     "mnist", 1 - 0.008, {**MNIST, "augment": "shift,rotate"}),
     ("ResNet50, default recipe with `shift` (signs' default before the robustness study)", "resnet50", "signs",
      0.97, {}),
     ("ResNet50, the course's recipe (2 epochs, constant lr, no validation, BN momentum 0.99)", "resnet50",
@@ -82,7 +82,8 @@ def run_study(label, model, dataset, target, overrides, seeds, train: bool = Tru
 
 def table(rows) -> str:
     lines = [
-        "| model and recipe | dataset | epochs | test accuracy, mean ± sd (per seed) | target | met | train time per run | per epoch | runs finished |",
+        "| model and recipe | dataset | epochs | test accuracy, mean ± sd (per seed) | target | met | train time per run "
+        "| per epoch | runs finished |",
         "| --- | --- | ---: | --- | ---: | --- | ---: | ---: | --- |",
     ]
     for r in rows:

@@ -19,6 +19,7 @@ from cnnzoo.errors import UserError
 from cnnzoo.models import augment  # noqa: F401  (registers the augmentation layers, for loading)
 from cnnzoo.models.weights import preprocessing  # noqa: F401  (registers ImagePreprocessing, for loading)
 
+
 def _cache_attribute_skipsets() -> None:
     """Keras 3.15 finds the attributes a save skips (`get_attr_skipset`) by building a reference
     object (a Layer, an Optimizer, a Metric) and listing it, and means to keep each list in its
@@ -41,6 +42,7 @@ def _cache_attribute_skipsets() -> None:
 
 
 _cache_attribute_skipsets()
+
 
 # What a damaged or foreign model file makes Keras raise (zip, HDF5 and config errors).
 UNREADABLE = (TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile)
