@@ -60,13 +60,31 @@ RECORDED_AUGMENT = {"signs": "shift", "sign-digits": "shift", "sign-digits-6-9":
                     "mnist": "shift"}
 
 
+# The recipes' fields that changed after records were made with them, and their values then:
+# ResNet-50 starts its residual branches at zero since 2026-12-07 (docs/RESULTS.md, robustness). A
+# study that leaves such a field to the recipe keeps training (and finding) what it recorded.
+RECORDED_RECIPE = {"resnet50": {"zero_init_residual": False}}
+
+
 def as_recorded(config):
-    """`config` with the augmentation its dataset had when the records were made, unless it names its own."""
+    """`config` with the augmentation its dataset had, and the recipe fields its model had, when the
+    records were made, unless it names its own."""
     import dataclasses
 
     if config.augment is None and config.dataset in RECORDED_AUGMENT:
-        return dataclasses.replace(config, augment=RECORDED_AUGMENT[config.dataset])
-    return config
+        config = dataclasses.replace(config, augment=RECORDED_AUGMENT[config.dataset])
+    unnamed = {name: value for name, value in RECORDED_RECIPE.get(config.model, {}).items()
+               if getattr(config, name) is None}
+    return dataclasses.replace(config, **unnamed) if unnamed else config
+
+
+def recorded_recipe(model: str):
+    """The model's recipe as the records hash it: today's, with RECORDED_RECIPE's values."""
+    import dataclasses
+
+    from cnnzoo.models import model_info
+
+    return dataclasses.replace(model_info(model).recipe, **RECORDED_RECIPE.get(model, {}))
 
 
 def run_folder(config, folder: str, runs: Path = ROOT / "runs") -> Path:
@@ -76,10 +94,10 @@ def run_folder(config, folder: str, runs: Path = ROOT / "runs") -> Path:
     import hashlib
     import json
 
-    from cnnzoo.models import augment, model_info
+    from cnnzoo.models import augment
 
     config = as_recorded(config).resolved()
-    settings = {**dataclasses.asdict(config), "out": None, "recipe": dataclasses.asdict(model_info(config.model).recipe)}
+    settings = {**dataclasses.asdict(config), "out": None, "recipe": dataclasses.asdict(recorded_recipe(config.model))}
     del settings["robustness_images"]  # what is scored at the end, not what is trained
     # A setting left at the recipe's adds nothing to the hash: the recipe is in it.
     if settings["zero_init_residual"] == settings["recipe"]["zero_init_residual"]:

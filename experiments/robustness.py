@@ -33,7 +33,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cnnzoo  # noqa: E402,F401  (selects the backend)
-from common import ROOT, command_line, machine, mean_sd, record_path, run_folder, study_parser, train_or_reuse, write_section  # noqa: E402,E501
+from common import (  # noqa: E402
+    RECORDED_RECIPE, ROOT, as_recorded, command_line, machine, mean_sd, record_path, run_folder, study_parser,
+    train_or_reuse, write_section,
+)
 
 from cnnzoo import _io  # noqa: E402
 from cnnzoo.training.config import TrainConfig  # noqa: E402
@@ -77,21 +80,34 @@ def schedule_words(schedule: tuple[float, float]) -> str:
 def is_default(cfg: TrainConfig) -> bool:
     """Whether `cnnzoo train` without flags (but the input size) trains what `cfg` trains."""
     plain = TrainConfig(cfg.model, cfg.dataset, image_size=cfg.image_size).resolved()
-    ran = cfg.resolved()
-    return (ran.augment, ran.epochs, ran.lr, ran.split_by) == (plain.augment, plain.epochs, plain.lr, plain.split_by)
+    ran = as_recorded(cfg).resolved()
+    what = ("augment", "epochs", "lr", "split_by", "zero_init_residual")
+    return [getattr(ran, f) for f in what] == [getattr(plain, f) for f in what]
+
+
+def todays_recipe(model: str) -> dict:
+    """The recipe fields `model` has changed since the committed records were made
+    (common.RECORDED_RECIPE), at today's values: what a row of today's recipe sets."""
+    from cnnzoo.models import model_info
+
+    recipe = model_info(model).recipe
+    return {name: getattr(recipe, name) for name, then in RECORDED_RECIPE.get(model, {}).items()
+            if getattr(recipe, name) != then}
 
 
 def config(model, dataset, augment, seed, args, image_size=None, split_by="file", fraction=1.0,
-           schedule=(1, 1)) -> TrainConfig:
+           schedule=(1, 1), today: bool = False) -> TrainConfig:
     """`schedule`: multiples of the recipe's epochs and of its peak learning rate (harder
-    training images take longer to fit)."""
+    training images take longer to fit). `today`: the model's recipe as it is now; otherwise as
+    the records were made (they differ where the recipe changed since: todays_recipe)."""
     from cnnzoo.models import model_info
 
     recipe = model_info(model).recipe
     epochs = args.epochs if schedule[0] == 1 else round(schedule[0] * (args.epochs or recipe.epochs))
     lr = None if schedule[1] == 1 else schedule[1] * recipe.lr
     return TrainConfig(model, dataset, augment=augment, seed=seed, image_size=image_size, epochs=epochs, lr=lr,
-                       train_fraction=args.train_fraction * fraction, split_by=split_by)
+                       train_fraction=args.train_fraction * fraction, split_by=split_by,
+                       **(todays_recipe(model) if today else {}))
 
 
 def measured(cfg: TrainConfig, args, train: bool = True) -> dict | None:
@@ -126,10 +142,10 @@ def screen(dataset: str, args, schedule=(1, 1)) -> tuple[str, list[tuple[str, di
 
 
 def subject_split(model, dataset, augment, seed, args, size=None, train: bool = True,
-                  schedule=(1, 1)) -> dict | None:
+                  schedule=(1, 1), today: bool = False) -> dict | None:
     """The run's metrics on the subject-disjoint split (no robustness: its test is other people);
     without `train`, only a finished run's (else None)."""
-    return train_or_reuse(config(model, dataset, augment, seed, args, size, "subject", schedule=schedule),
+    return train_or_reuse(config(model, dataset, augment, seed, args, size, "subject", schedule=schedule, today=today),
                           FOLDER, args.runs,
                           record=args.docs / "runs", reuse_only=not train)
 
@@ -164,15 +180,15 @@ def dataset_subjects(dataset: str) -> bool:
     return dataset_info(dataset).subject_pattern is not None
 
 
-def confirm_rows(dataset: str, augments: dict[str, tuple[str, tuple]], args, train: bool = True,
+def confirm_rows(dataset: str, augments: dict[str, tuple[str, tuple, bool]], args, train: bool = True,
                  not_run: list[str] | None = None) -> list[str]:
-    """The confirmation's rows, from {label: (augmentation, `config`'s schedule)}, each over the
-    seeds it has: without `train`, the finished runs among the first `--seeds` (rows with none left
-    out, and named in `not_run`)."""
+    """The confirmation's rows, from {label: (augmentation, `config`'s schedule, today's recipe)},
+    each over the seeds it has: without `train`, the finished runs among the first `--seeds` (rows
+    with none left out, and named in `not_run`)."""
     lines = []
     for model, size in CONFIRM[dataset]:
-        for label, (augment, schedule) in augments.items():
-            configs = {seed: config(model, dataset, augment, seed, args, size, schedule=schedule)
+        for label, (augment, schedule, today) in augments.items():
+            configs = {seed: config(model, dataset, augment, seed, args, size, schedule=schedule, today=today)
                        for seed in range(args.seeds)}
             found = {seed: measured(cfg, args, train) for seed, cfg in configs.items()}
             runs = [m for m in found.values() if m]
@@ -183,7 +199,7 @@ def confirm_rows(dataset: str, augments: dict[str, tuple[str, tuple]], args, tra
             subject = ""
             if dataset_subjects(dataset):  # over the row's own seeds
                 split = [subject_split(model, dataset, augment, seed, args, size, train=args.confirm_subjects,
-                                       schedule=schedule)
+                                       schedule=schedule, today=today)
                          for seed, m in found.items() if m]
                 done = [m for m in split if m]
                 subject = mean_sd(m["test"]["accuracy"] for m in done) if done else "not run"
@@ -200,11 +216,12 @@ def confirm_rows(dataset: str, augments: dict[str, tuple[str, tuple]], args, tra
     return lines
 
 
-def confirmed(dataset: str, winners: dict[tuple, str]) -> dict[str, tuple[str, tuple]]:
-    """The confirmation's rows {label: (augmentation, schedule)}: the old default on the recipe's
-    schedule, each screen's winner on its own schedule and on the longer one (where the dataset has
-    one), EXTRA's candidates on the longer one, and the dataset's default. The final pick among
-    them is by their validation robustness."""
+def confirmed(dataset: str, winners: dict[tuple, str]) -> dict[str, tuple[str, tuple, bool]]:
+    """The confirmation's rows {label: (augmentation, schedule, today's recipe)}: the old default on
+    the recipe's schedule, each screen's winner on its own schedule and on the longer one (where the
+    dataset has one), EXTRA's candidates on the longer one, all with the recipes the records were
+    made with, and the dataset's default as `cnnzoo train` runs it today. The final pick among them
+    is by their validation robustness."""
     from cnnzoo.datasets import default_augment_schedule, default_augmentations
 
     old = next(a for label, a in CANDIDATES[dataset].items() if "old default" in label)
@@ -217,18 +234,21 @@ def confirmed(dataset: str, winners: dict[tuple, str]) -> dict[str, tuple[str, t
                          if won)
 
     # A screen that keeps the old default confirms it in one row, not the same runs twice.
-    rows = {f"{dataset}: {old} (default before the study{', ' + tags(old) if tags(old) else ''})": (old, (1, 1))}
+    rows = {f"{dataset}: {old} (default before the study{', ' + tags(old) if tags(old) else ''})": (old, (1, 1), False)}
     if first != old:
-        rows[f"{dataset}: {first} ({tags(first)})"] = (first, (1, 1))
+        rows[f"{dataset}: {first} ({tags(first)})"] = (first, (1, 1), False)
     if longer:
         for augment in dict.fromkeys((first, winners[longer])):
-            rows[f"{dataset}: {augment} ({tags(augment)}), {schedule_words(longer)}"] = (augment, longer)
+            rows[f"{dataset}: {augment} ({tags(augment)}), {schedule_words(longer)}"] = (augment, longer, False)
     for why, augment in EXTRA.get(dataset, {}).items() if longer else ():
-        if (augment, longer) not in rows.values():
-            rows[f"{dataset}: {augment} ({why}), {schedule_words(longer)}"] = (augment, longer)
-    default = (",".join(default_augmentations(dataset)), default_augment_schedule(dataset))
+        if (augment, longer, False) not in rows.values():
+            rows[f"{dataset}: {augment} ({why}), {schedule_words(longer)}"] = (augment, longer, False)
+    changed = {name: value for model, _ in CONFIRM[dataset] for name, value in todays_recipe(model).items()}
+    default = (",".join(default_augmentations(dataset)), default_augment_schedule(dataset), bool(changed))
     if default not in rows.values():
-        rows[f"{dataset}: {default[0]}"] = default
+        words = [f"{schedule_words(default[1])}" if longer_schedule(dataset) else "",
+                 f"today's recipe ({', '.join(f'{k}={v}' for k, v in changed.items())})" if changed else ""]
+        rows[", ".join([f"{dataset}: {default[0]}", *filter(None, words)])] = default
     return rows
 
 

@@ -189,6 +189,31 @@ def test_the_leaderboard_counts_the_bf16_runs_of_a_lent_gpu(tmp_path):
     assert not (tmp_path / "runs").exists()  # found, not trained again in fp32
 
 
+def test_a_changed_recipe_keeps_its_records_and_gives_todays_recipe_runs_of_its_own(monkeypatch):
+    """ResNet-50's recipe starts the residual branches at zero since its records were made: a study
+    that leaves the field to the recipe trains and finds what it recorded (the hash the older recipe
+    gave), and today's recipe, asked for, makes runs of its own, which the robustness table marks as
+    what `cnnzoo train` runs."""
+    import dataclasses
+
+    from cnnzoo.models import registry
+    from cnnzoo.models.resnet import BOTTLENECK_V1_RECIPE
+    from cnnzoo.training.config import TrainConfig
+
+    common, robustness = script("common"), script("robustness")
+    left = TrainConfig("resnet50", "signs", augment="shift")
+    today = robustness.config("resnet50", "signs", "shift", 0, robustness.study_parser("x").parse_args([]),
+                              today=True)
+    assert (common.as_recorded(left).resolved().zero_init_residual, left.resolved().zero_init_residual) == (False, True)
+    assert today.zero_init_residual is True
+    now = {c: common.run_folder(c, "robustness").name for c in (left, today)}
+    assert now[left] != now[today]
+    monkeypatch.setitem(registry._REGISTRY, "resnet50",
+                        dataclasses.replace(registry.model_info("resnet50"), recipe=BOTTLENECK_V1_RECIPE))
+    monkeypatch.setattr(common, "RECORDED_RECIPE", {})
+    assert common.run_folder(left, "robustness").name == now[left]  # as hashed before the change
+
+
 def test_a_revised_augmentation_layer_makes_a_new_run_and_leaves_the_others_records_alone(monkeypatch):
     """Runs recorded with the older `noise` layer (one sd for all images) must not be taken for the
     current one's; runs without it keep their hashes and records."""
@@ -334,8 +359,8 @@ def test_robustness_confirms_the_signs_winner_with_a_longer_schedule_too(tmp_pat
     monkeypatch.setattr(robustness, "subject_split", lambda *a, **k: None)
     args = robustness.study_parser("x", seeds=1).parse_args(["--docs", str(tmp_path)])
     args.confirm_subjects = False
-    robustness.confirm_rows("signs", {"old": ("shift", (1, 1)), "winner": ("mirror", (1, 1)),
-                                      "longer": ("mirror", (2, 0.5))}, args)
+    robustness.confirm_rows("signs", {"old": ("shift", (1, 1), False), "winner": ("mirror", (1, 1), False),
+                                      "longer": ("mirror", (2, 0.5), False)}, args)
     recipe = model_info("resnet50").recipe
     assert trained == [("resnet50", "shift", None, None), ("resnet50", "mirror", None, None),
                        ("resnet50", "mirror", 2 * recipe.epochs, recipe.lr / 2)]
@@ -407,9 +432,11 @@ def test_robustness_marks_the_row_that_cnnzoo_train_runs_without_flags(tmp_path,
     assert labels == [
         "signs: shift (default before the study)",
         f"signs: {robustness.CAMERA} (screen winner)",
-        f"signs: {robustness.CAMERA} (screen winner), {longer} **(the default)**",
+        f"signs: {robustness.CAMERA} (screen winner), {longer}",
         f"signs: {erase} (longer screen's winner), {longer}",
-        f"signs: {robustness.CAMERA},background (what the weakest shift asks for), {longer}"]
+        f"signs: {robustness.CAMERA},background (what the weakest shift asks for), {longer}",
+        # ResNet-50's recipe changed since the rows above were recorded: the default is today's.
+        f"signs: {robustness.CAMERA}, {longer}, today's recipe (zero_init_residual=True) **(the default)**"]
 
 
 def test_robustness_subject_column_says_over_how_many_of_the_rows_seeds_it_was_measured(tmp_path, monkeypatch):
@@ -426,8 +453,8 @@ def test_robustness_subject_column_says_over_how_many_of_the_rows_seeds_it_was_m
                         lambda model, dataset, augment, seed, *a, **k: None if seed else {"test": {"accuracy": 0.97}})
     args = robustness.study_parser("x", seeds=3).parse_args(["--docs", str(tmp_path)])
     args.confirm_subjects = False
-    row, = robustness.confirm_rows("signs", {"signs: x (screen winner)": ("mirror", (1, 1))}, args)
+    row, = robustness.confirm_rows("signs", {"signs: x (screen winner)": ("mirror", (1, 1), False)}, args)
     assert row.split(" | ")[6] == "97.0% (1 of 3 seeds)"
     monkeypatch.setattr(robustness, "subject_split", lambda *a, **k: None)
-    row, = robustness.confirm_rows("signs", {"signs: x (screen winner)": ("mirror", (1, 1))}, args)
+    row, = robustness.confirm_rows("signs", {"signs: x (screen winner)": ("mirror", (1, 1), False)}, args)
     assert row.split(" | ")[6] == "not run"

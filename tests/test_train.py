@@ -402,9 +402,10 @@ def test_a_recipe_with_zero_init_residual_starts_the_residual_branches_at_zero()
     from cnnzoo.models import Recipe, model_info
     from cnnzoo.training.fit import build_training_model
 
-    # resnet152 learned too slowly on signs without it (docs/RESULTS.md); the others train as they are.
-    assert model_info("resnet152").recipe.zero_init_residual
-    assert not any(model_info(name).recipe.zero_init_residual for name in ("resnet50", "resnet101", "happy"))
+    # resnet152 learned too slowly on signs without it, and resnet50 did not fit signs' default
+    # augmentation (docs/RESULTS.md); the others train as they are.
+    assert model_info("resnet152").recipe.zero_init_residual and model_info("resnet50").recipe.zero_init_residual
+    assert not any(model_info(name).recipe.zero_init_residual for name in ("resnet101", "resnet20", "happy"))
     gamma = lambda model: keras.ops.convert_to_numpy(model.get_layer("ResNet20").get_layer("bn2a_branch2b").gamma)
     assert not np.any(gamma(build_training_model("resnet20", (32, 32, 3), 6, Recipe(zero_init_residual=True))))
     assert np.all(gamma(build_training_model("resnet20", (32, 32, 3), 6)) == 1)
@@ -412,7 +413,8 @@ def test_a_recipe_with_zero_init_residual_starts_the_residual_branches_at_zero()
 
 def test_zero_init_residual_is_the_recipes_unless_asked_and_is_stored_with_the_run(folders, tmp_path):
     assert TrainConfig("resnet152", "signs").resolved().zero_init_residual
-    assert not TrainConfig("resnet50", "signs").resolved().zero_init_residual
+    assert TrainConfig("resnet50", "signs").resolved().zero_init_residual  # the README's main job
+    assert not TrainConfig("resnet101", "signs").resolved().zero_init_residual
     assert not TrainConfig("resnet152", "signs", zero_init_residual=False).resolved().zero_init_residual
     out = tmp_path / "r"
     result = invoke("train", "resnet20", "--dataset", f"folder:{folders['three']}", "--epochs", 1,

@@ -83,7 +83,7 @@ class TrainConfig:
                                                    "is 0.99).", check=FRACTION)
     zero_init_residual: bool | None = setting(
         None, help="ResNets: start every residual branch at zero, so each block begins as its shortcut (default: "
-                   "the recipe's, on for resnet152).", flags=("--zero-init-residual/--no-zero-init-residual",))
+                   "the recipe's, on for resnet50 and resnet152).", flags=("--zero-init-residual/--no-zero-init-residual",))
     aux_logits: bool = setting(False, help="GoogLeNet: train with the paper's two auxiliary classifiers (their "
                                            "losses weighted 0.3); predictions come from the main head.",
                                flags=("--aux-logits",))
