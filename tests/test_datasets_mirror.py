@@ -209,3 +209,25 @@ def test_nothing_half_written_in_the_cache(loaded, home):
     leftovers = [p for p in home.rglob("*") if p.name.startswith(".") or ".tmp" in p.name]
     assert leftovers == []
     assert not (home / "datasets" / "archives").exists()  # the mirror is read in place
+
+
+def test_a_subject_split_keeps_each_students_photos_on_one_side(home):
+    """Each student photographed the digits in order, so a photo's number less its digit is where
+    the student's series starts (a retake moves it by one or two): no series start, give or take
+    two, may be on two sides. Split by file, the same students are on every side."""
+
+    def series(split):
+        return np.array([int(re.search(r"IMG_(\d+)", key)[1]) - int(re.search(r"Dataset/(\d)/", key)[1])
+                         for key in split.keys])
+
+    def shared(a, b):
+        return int((np.abs(series(a)[:, None] - series(b)[None, :]) <= 2).any(axis=1).sum())
+
+    by_subject = load("signs", validation=0.1, split_by="subject", progress=False)
+    assert shared(by_subject.test, by_subject.train) == 0 and shared(by_subject.val, by_subject.train) == 0
+    assert shared(by_subject.test, by_subject.val) == 0
+    sizes = [len(by_subject.train), len(by_subject.val), len(by_subject.test)]
+    assert sum(sizes) == len(archive_members("signs")) and min(sizes) > 50
+    by_file = load("signs", validation=0.1, progress=False)
+    assert shared(by_file.test, by_file.train) > len(by_file.test) / 2, "the check can fail"
+    assert set(by_subject.test.labels) == set(range(6)), "every class on the subjects' test side"

@@ -275,6 +275,25 @@ def test_evaluate_a_run_on_its_own_dataset(softmax_run, tmp_path):
     assert mistakes.read_bytes()[:8] == PNG
 
 
+def test_evaluate_robustness_prints_each_shift_per_severity_and_the_mean(softmax_run, tmp_path):
+    result = invoke("evaluate", softmax_run[0], "--robustness", "--out", tmp_path / "eval")
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]["robustness"]
+    # a folder of the tests' own: colour, no plain background to replace
+    assert list(recorded["shifts"]) == ["rotate", "scale", "mirror", "brightness", "contrast", "temperature",
+                                        "blur", "jpeg", "noise"]
+    lines = result.stdout.splitlines()
+    for name, by in recorded["shifts"].items():
+        row = next(line for line in lines if line.count("│") == 6 and line.split("│")[1].strip() == name)
+        cells = [cell.strip() for cell in row.split("│")[2:-1]]
+        assert cells[:len(by)] == [f"{by[s]:.1%}" for s in sorted(by)], row
+        assert cells[-1] == f"{sum(by.values()) / len(by):.1%}"
+    assert (f"robustness mean {recorded['mean']:.1%} (clean {recorded['clean']:.1%}); calibration error on the "
+            f"shifted images {recorded['ece']:.1%}") in result.stdout
+    trained = json.loads((softmax_run[0] / "metrics.json").read_text())["test"]
+    assert recorded["clean"] == pytest.approx(trained["accuracy"])
+
+
 def test_a_mistakes_picture_needs_a_picture_format(softmax_run, tmp_path):
     result = invoke("evaluate", softmax_run[0], "--mistakes", tmp_path / "mistakes.txt")
     assert result.exit_code == 2
