@@ -16,8 +16,14 @@ chooses each dataset's default augmentation by that suite's mean on the *validat
    mean, calibration error (ECE) on clean and shifted test images, and, on signs, the winner's
    clean accuracy on the subject-disjoint split. The row that `cnnzoo train` runs without flags
    is marked "(the default)".
+3. Networks (`--phase networks`, not part of `all`: hours for the whole zoo here): the
+   leaderboard's networks on signs as `cnnzoo train NAME --dataset signs` trains them today (the
+   dataset's default augmentation and schedule, each network's recipe, the leaderboard's input
+   size), seed 0: which architectures work on other people's photos. `--networks NAME ...` trains
+   those (default: every one); the table lists every finished run and names the others.
 
-    python experiments/robustness.py [--phase screen|confirm|all] [--seeds 3] [--epochs N --train-fraction F]
+    python experiments/robustness.py [--phase screen|confirm|networks|all] [--seeds 3] [--networks NAME ...]
+        [--epochs N --train-fraction F]
 
 Writes docs/RESULTS.md (section robustness). Each finished run's metrics.json (with its
 validation-split robustness) is recorded in docs/runs/robustness/, so the tables regenerate
@@ -37,6 +43,7 @@ from common import (  # noqa: E402
     RECORDED_RECIPE, ROOT, as_recorded, command_line, machine, mean_sd, record_path, run_folder, study_parser,
     train_or_reuse, write_section,
 )
+from study_leaderboard import image_size, on_board, zoo  # noqa: E402
 
 from cnnzoo import _io  # noqa: E402
 from cnnzoo.training.config import TrainConfig  # noqa: E402
@@ -61,6 +68,7 @@ EXTRA = {"signs": {"what the weakest shift asks for": CAMERA + ",background"}}
 # (HappyModel: about 90 s an epoch here), so its screen trains on a tenth of each class.
 SCREEN = {"signs": ("resnet20", 32, 1.0), "smiles": ("happy", None, 0.1)}
 CONFIRM = {"signs": [("resnet50", None)], "smiles": [("happy", None), ("resnet20", 32)]}
+NETWORKS_ON = "signs"  # the dataset of the README's main job and of the outside photos
 
 
 def longer_schedule(dataset: str) -> tuple[float, float] | None:
@@ -252,9 +260,61 @@ def confirmed(dataset: str, winners: dict[tuple, str]) -> dict[str, tuple[str, t
     return rows
 
 
+def network_config(model: str, args) -> TrainConfig:
+    """`cnnzoo train MODEL --dataset signs` as it runs today, at the leaderboard's input, seed 0."""
+    from cnnzoo.datasets import default_augmentations
+
+    return config(model, NETWORKS_ON, ",".join(default_augmentations(NETWORKS_ON)), 0, args,
+                  image_size(model, NETWORKS_ON), schedule=longer_schedule(NETWORKS_ON) or (1, 1), today=True)
+
+
+def network_run(model: str, args, train: bool) -> tuple[int, dict | None]:
+    """(input side, metrics) of `network_config`'s run; a run that spelled out the network's
+    default input (the screens') counts as the same run."""
+    import dataclasses
+
+    from cnnzoo.models import model_info
+
+    cfg = network_config(model, args)
+    side = cfg.image_size or model_info(model).input_shape[0]
+    spelled = dataclasses.replace(cfg, image_size=side)
+    found = measured(cfg, args, train=False) or measured(spelled, args, train=False)
+    return side, found or (measured(cfg, args) if train else None)
+
+
+def networks_table(args, train: list[str]) -> str:
+    """The leaderboard's networks under the default recipe, best robustness first: those named
+    in `train` are trained (or reused), the others shown where a finished run exists."""
+    rows, missing = [], []
+    for model in zoo():
+        if not on_board(model, NETWORKS_ON):
+            continue
+        side, m = network_run(model, args, train=model in train)
+        if m is None:
+            missing.append(f"`{model}`")
+            continue
+        val_suite = m["validation"]["robustness"]["mean"]
+        line = (f"| `{model}` | {side}x{side} | {val_suite:.1%} | {m['test']['accuracy']:.1%} | "
+                f"{m['robustness']['mean']:.1%} | {m['test']['ece']:.1%} | {m['robustness']['ece']:.1%} | "
+                f"{m['wall_time_s'] / 60:.1f} min |")
+        rows.append((m["robustness"]["mean"], line))
+    if not rows:
+        return ""
+    title = (f"**The leaderboard's networks on {NETWORKS_ON}**, each as `cnnzoo train NAME --dataset {NETWORKS_ON}` "
+             "trains it today (the dataset's default augmentation and schedule, the network's recipe; the "
+             "leaderboard's input size), seed 0, best robustness mean first:")
+    return "\n".join([
+        title, "",
+        "| network | input | val robustness mean | test clean | robustness mean | ECE clean | ECE shifted | time |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *(line for _, line in sorted(rows, key=lambda r: -r[0])),
+        *([f"\nNot trained on this recipe yet: {', '.join(missing)}."] if missing else [])])
+
+
 def main(argv=None) -> None:
     parser = study_parser(__doc__, seeds=3)
-    parser.add_argument("--phase", choices=("screen", "confirm", "all"), default="all")
+    parser.add_argument("--phase", choices=("screen", "confirm", "networks", "all"), default="all")
+    parser.add_argument("--networks", nargs="+", help="with --phase networks: train these (default: every one)")
     parser.add_argument("--datasets", nargs="+", default=list(CANDIDATES))
     parser.add_argument("--confirm-subjects", action="store_true",
                         help="also train the confirmed networks on the subject-disjoint split (a run per seed)")
@@ -286,8 +346,10 @@ def main(argv=None) -> None:
         seeds = f"up to {args.seeds} seeds a row (mean ± sd over its seeds)" if args.seeds > 1 else "1 seed a row"
         sections.append(f"**Confirmed**, {seeds}:\n\n" + "\n".join(lines)
                         + (f"\n\nNot confirmed yet (no finished run): {'; '.join(not_run)}." if not_run else ""))
+    if networks := networks_table(args, train=(args.networks or zoo()) if args.phase == "networks" else []):
+        sections.append(networks)
     defaults = {"seeds": 3, "phase": "all", "datasets": list(CANDIDATES), "epochs": None, "train_fraction": 1.0,
-                "confirm_subjects": False,
+                "confirm_subjects": False, "networks": None,
                 "candidates": max(map(len, CANDIDATES.values()))}
     write_section(FOLDER, "## Robustness: screening augmentations with the robustness suite\n\n"
                   f"`{command_line('robustness.py', args, defaults)}` on {machine()}.\n\n" + "\n\n".join(sections),

@@ -41,6 +41,9 @@ def run(name, tmp_path, *options):
     return section.group(1)
 
 
+NETWORKS_TABLE = "**The leaderboard's networks on signs**"  # robustness.py's last table
+
+
 def table_rows(section):
     return [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| ---")][1:]
 
@@ -383,7 +386,7 @@ def test_robustness_tables_show_each_rows_seeds_and_a_winner_that_is_the_old_def
 
     monkeypatch.setattr(robustness, "measured", fake)
     robustness.main(["--phase", "screen", "--datasets", "smiles", "--seeds", "3", "--docs", str(tmp_path)])
-    section = (tmp_path / "RESULTS.md").read_text().split("**Confirmed**")[1]
+    section = (tmp_path / "RESULTS.md").read_text().split("**Confirmed**")[1].split(NETWORKS_TABLE)[0]
     rows = table_rows(section)
     # Every candidate ties, so the first (the old default) wins.
     assert [row.split(" | ")[:3] for row in rows] == [
@@ -403,7 +406,7 @@ def test_robustness_names_the_confirmation_rows_that_have_no_finished_run(tmp_pa
 
     monkeypatch.setattr(robustness, "measured", fake)
     robustness.main(["--phase", "screen", "--datasets", "smiles", "--seeds", "1", "--docs", str(tmp_path)])
-    section = (tmp_path / "RESULTS.md").read_text().split("**Confirmed**")[1]
+    section = (tmp_path / "RESULTS.md").read_text().split("**Confirmed**")[1].split(NETWORKS_TABLE)[0]
     assert [row.split(" | ")[0] for row in table_rows(section)] == ["| happy"]
     assert ("Not confirmed yet (no finished run): resnet20, smiles: mirror,shift,lowres (default before the "
             "study, screen winner).") in section
@@ -426,7 +429,7 @@ def test_robustness_marks_the_row_that_cnnzoo_train_runs_without_flags(tmp_path,
     monkeypatch.setattr(robustness, "measured", fake)
     monkeypatch.setattr(robustness, "subject_split", lambda *a, **k: {"test": {"accuracy": 1.0}})
     robustness.main(["--phase", "screen", "--datasets", "signs", "--seeds", "1", "--docs", str(tmp_path)])
-    rows = table_rows((tmp_path / "RESULTS.md").read_text().split("**Confirmed**")[1])
+    rows = table_rows((tmp_path / "RESULTS.md").read_text().split("**Confirmed**")[1].split(NETWORKS_TABLE)[0])
     labels = [row.split(" | ")[1] for row in rows]
     longer = "2x the recipe's epochs at 0.5x its peak learning rate"
     assert labels == [
@@ -458,3 +461,49 @@ def test_robustness_subject_column_says_over_how_many_of_the_rows_seeds_it_was_m
     monkeypatch.setattr(robustness, "subject_split", lambda *a, **k: None)
     row, = robustness.confirm_rows("signs", {"signs: x (screen winner)": ("mirror", (1, 1), False)}, args)
     assert row.split(" | ")[6] == "not run"
+
+
+def test_robustness_networks_phase_trains_the_named_networks_on_todays_default_and_lists_the_rest(tmp_path,
+                                                                                                 monkeypatch):
+    """The leaderboard's networks as `cnnzoo train NAME --dataset signs` trains them: the main job's
+    row is the very run the confirmation made (no second training), a run that spelled out the
+    network's default input is found too, only the named networks train, and the table says which
+    networks have no run yet."""
+    robustness = script("robustness")
+    args = robustness.study_parser("x", seeds=1).parse_args(["--docs", str(tmp_path)])
+    confirmed_default = robustness.config("resnet50", "signs", robustness.CAMERA, 0, args,
+                                          schedule=robustness.longer_schedule("signs"), today=True)
+    assert robustness.network_config("resnet50", args) == confirmed_default
+    screened = robustness.config("resnet20", "signs", robustness.CAMERA, 0, args, 32,
+                                 schedule=robustness.longer_schedule("signs"))
+    finished = {"resnet50": 0.92, "happy": 0.7, "resnet20": 0.87}  # suite means of the runs that exist
+    trained = []
+
+    def fake(cfg, args, train=True):
+        if cfg.model == "resnet20" and cfg != screened:
+            return None  # recorded only as the screen spelled it
+        if cfg.model not in finished:
+            if not train:
+                return None
+            trained.append(cfg.model)
+            finished[cfg.model] = 0.6
+        mean = finished[cfg.model]
+        return {"test": {"accuracy": 0.99, "ece": 0.01}, "robustness": {"mean": mean, "ece": 0.04},
+                "validation": {"accuracy": 1.0, "ece": 0.01, "robustness": {"mean": mean}}, "wall_time_s": 120.0}
+
+    monkeypatch.setattr(robustness, "measured", fake)
+    monkeypatch.setattr(robustness, "subject_split", lambda *a, **k: None)
+    robustness.main(["--phase", "networks", "--networks", "lenet5", "happy", "--datasets", "smiles", "--seeds", "1",
+                     "--docs", str(tmp_path)])
+    assert trained == ["lenet5"], "only the named networks train, and a network with a run is not trained again"
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "--phase networks --networks lenet5 happy" in text
+    section = text.split(NETWORKS_TABLE)[1]
+    rows = table_rows(section)
+    assert [row.split(" | ")[0] for row in rows] == ["| `resnet50`", "| `resnet20`", "| `happy`", "| `lenet5`"]
+    assert rows[1].split(" | ")[1:5] == ["32x32", "87.0%", "99.0%", "87.0%"]
+    assert rows[0].split(" | ")[1] == "64x64" and rows[-1].split(" | ")[1] == "32x32"  # LeNet-5 reads 32x32
+    not_yet = section.split("Not trained on this recipe yet: ")[1].split(".\n")[0]
+    assert "`alexnet`" in not_yet and "`resnet50`" not in not_yet and "`lenet5`" not in not_yet
+    robustness.main(["--phase", "confirm", "--datasets", "smiles", "--seeds", "1", "--docs", str(tmp_path)])
+    assert trained == ["lenet5"], "other phases train no network of the zoo"
