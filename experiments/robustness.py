@@ -14,8 +14,10 @@ chooses each dataset's default augmentation by that suite's mean on the *validat
    default augmentation, where that differs from the recipe's: signs trains twice the recipe's
    epochs at half its peak learning rate), `--seeds` each: clean test accuracy, robustness-suite
    mean, calibration error (ECE) on clean and shifted test images, and, on signs, the winner's
-   clean accuracy on the subject-disjoint split. The row that `cnnzoo train` runs without flags
-   is marked "(the default)".
+   clean accuracy on the subject-disjoint split. Where a network's recipe changed since its rows
+   were recorded (common.RECORDED_RECIPE: ResNet-50's zero-initialised residual branches), the
+   dataset's default augmentation gets a row of its own on today's recipe. The row that
+   `cnnzoo train` runs without flags is marked "(the default)".
 3. Networks (`--phase networks`, not part of `all`: hours for the whole zoo here): the
    leaderboard's networks on signs as `cnnzoo train NAME --dataset signs` trains them today (the
    dataset's default augmentation and schedule, each network's recipe, the leaderboard's input
@@ -195,9 +197,13 @@ def confirm_rows(dataset: str, augments: dict[str, tuple[str, tuple, bool]], arg
     with none left out, and named in `not_run`)."""
     lines = []
     for model, size in CONFIRM[dataset]:
+        seen = []  # a row of today's recipe is another row's runs where this model's recipe has not changed
         for label, (augment, schedule, today) in augments.items():
             configs = {seed: config(model, dataset, augment, seed, args, size, schedule=schedule, today=today)
                        for seed in range(args.seeds)}
+            if configs[0] in seen:
+                continue
+            seen.append(configs[0])
             found = {seed: measured(cfg, args, train) for seed, cfg in configs.items()}
             runs = [m for m in found.values() if m]
             if not runs:
@@ -283,8 +289,9 @@ def network_run(model: str, args, train: bool) -> tuple[int, dict | None]:
 
 
 def networks_table(args, train: list[str]) -> str:
-    """The leaderboard's networks under the default recipe, best robustness first: those named
-    in `train` are trained (or reused), the others shown where a finished run exists."""
+    """The leaderboard's networks under the default recipe, best validation robustness first (the
+    test split never orders anything): those named in `train` are trained (or reused), the others
+    shown where a finished run exists."""
     rows, missing = [], []
     for model in zoo():
         if not on_board(model, NETWORKS_ON):
@@ -297,12 +304,12 @@ def networks_table(args, train: list[str]) -> str:
         line = (f"| `{model}` | {side}x{side} | {val_suite:.1%} | {m['test']['accuracy']:.1%} | "
                 f"{m['robustness']['mean']:.1%} | {m['test']['ece']:.1%} | {m['robustness']['ece']:.1%} | "
                 f"{m['wall_time_s'] / 60:.1f} min |")
-        rows.append((m["robustness"]["mean"], line))
+        rows.append((val_suite, line))
     if not rows:
         return ""
     title = (f"**The leaderboard's networks on {NETWORKS_ON}**, each as `cnnzoo train NAME --dataset {NETWORKS_ON}` "
              "trains it today (the dataset's default augmentation and schedule, the network's recipe; the "
-             "leaderboard's input size), seed 0, best robustness mean first:")
+             "leaderboard's input size), seed 0, best validation robustness mean first:")
     return "\n".join([
         title, "",
         "| network | input | val robustness mean | test clean | robustness mean | ECE clean | ECE shifted | time |",
@@ -321,6 +328,12 @@ def main(argv=None) -> None:
     parser.add_argument("--candidates", type=int, default=max(map(len, CANDIDATES.values())),
                         help="screen the first N candidates of each dataset (the old default is the first)")
     args = parser.parse_args(argv)
+    if args.networks is not None:
+        if args.phase != "networks":
+            parser.error("--networks names the networks that --phase networks trains: add --phase networks.")
+        if unknown := sorted(set(args.networks) - {m for m in zoo() if on_board(m, NETWORKS_ON)}):
+            parser.error(f"--networks: {', '.join(unknown)} is not a network of the {NETWORKS_ON} leaderboard "
+                         "(`cnnzoo models` lists the zoo).")
     sections, winners = [], {}
     for dataset in args.datasets:
         winners[dataset] = {}

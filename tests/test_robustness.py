@@ -10,7 +10,7 @@ from PIL import Image, ImageFilter
 
 from cnnzoo.analysis import robustness
 from cnnzoo.analysis.metrics import calibration
-from cnnzoo.datasets.splits import consecutive_subjects, unit_hash
+from cnnzoo.datasets.splits import consecutive_subjects
 
 PAPER = (236, 234, 228)  # a light, unsaturated background, like the signs' wall
 SKIN = (214, 150, 118)  # a saturated subject
@@ -195,6 +195,24 @@ def test_an_image_without_a_subject_keeps_its_background():
     assert np.array_equal(apply("background", paper, 3), paper)
 
 
+def test_every_shift_keeps_each_image_in_its_place():
+    """The suite scores the i-th shifted image against the i-th label: each output must still be
+    the picture it came from (closest to it of all the inputs), never another one's."""
+    rng = np.random.default_rng(1)
+    coarse = rng.uniform(40, 215, (8, 4, 4, 3)).astype(np.uint8)  # eight different smooth pictures
+    images = np.stack([np.asarray(Image.fromarray(c).resize((64, 64), Image.Resampling.BICUBIC)) for c in coarse])
+    flat = images.reshape(len(images), -1).astype(float)
+    flat -= flat.mean(axis=1, keepdims=True)
+    for s in robustness.SHIFTS:
+        for severity in s.severities:
+            out = robustness.shifted(images, s, severity).reshape(len(images), -1).astype(float)
+            out -= out.mean(axis=1, keepdims=True)
+            if s.name == "mirror":
+                out = out.reshape(images.shape)[:, :, ::-1].reshape(len(images), -1)
+            closest = np.argmax(out @ flat.T / np.linalg.norm(flat, axis=1), axis=1)
+            assert closest.tolist() == list(range(len(images))), (s.name, severity)
+
+
 def test_the_suite_scores_each_shift_against_the_images_own_labels():
     images, labels = textured_batch(n=10), np.arange(10) % 3
 
@@ -206,36 +224,43 @@ def test_the_suite_scores_each_shift_against_the_images_own_labels():
     assert all(r["accuracy"] == 1.0 for by in result["shifts"].values() for r in by.values())
     wrong = robustness.suite(lambda batch: np.eye(3)[(labels + 1) % 3], images, labels, plain_background=False)
     assert wrong["mean"] == 0.0, "the suite can fail"
-    assert np.array_equal(labels, np.arange(10) % 3)
 
 
 def test_the_suites_mean_weighs_each_shift_once_whatever_its_severities():
-    images, labels = textured_batch(n=12), np.zeros(12, int)
+    images = np.concatenate([textured_batch(n=6) // 2, textured_batch(n=6) // 2 + 120])  # means 62 and 182
+    labels = np.repeat([0, 1], 6)
 
-    def brightness_reader(batch):  # says class 0 for dark images
-        dark = batch.mean(axis=(1, 2, 3)) < 125
+    def brightness_reader(batch):  # class 0 for dark images: brightness, contrast... move some over the line
+        dark = batch.mean(axis=(1, 2, 3)) < 122
         return np.stack([dark, ~dark], axis=1).astype(float)
 
     result = robustness.suite(brightness_reader, images, labels, plain_background=False)
+    assert result["clean"]["accuracy"] == 1.0
     per_shift = [np.mean([r["accuracy"] for r in by.values()]) for by in result["shifts"].values()]
     assert result["mean"] == pytest.approx(np.mean(per_shift))
     assert len(result["shifts"]["mirror"]) == 1 and len(set(per_shift)) > 1
 
 
 def test_the_report_records_what_metrics_json_holds_and_limits_the_images_by_their_keys():
-    images, labels = textured_batch(n=10), np.arange(10) % 2
-    keys = np.array([f"img{i}.png" for i in range(10)])
-    seen = []
+    images = np.stack([np.full((16, 16, 3), 10 * i, np.uint8) for i in range(10)])  # image i is all 10*i
+    labels, keys = np.arange(10) % 2, np.array([f"img{i}.png" for i in range(10)])
 
-    def predict(batch):
-        seen.append(len(batch))
-        return np.full((len(batch), 2), 0.5)
+    def chosen(order):
+        seen = []
 
-    scores, curve = robustness.report(predict, images, labels, plain_background=False, keys=keys, limit=4)
-    assert scores["images"] == 4 and set(seen) == {4}
-    assert set(scores) == {"mean", "clean", "images", "shifts", "ece"}
-    chosen = np.sort(np.argsort(unit_hash(keys, "cnnzoo-robustness"))[:4])  # the same 4 images every time
-    assert scores["clean"] == np.mean(labels[chosen] == 0)  # a constant answer: class 0, right on the 0s
+        def predict(batch):
+            seen.append(batch)
+            return np.full((len(batch), 2), 0.5)
+
+        scores, curve = robustness.report(predict, images[order], labels[order], plain_background=False,
+                                          keys=keys[order], limit=4)
+        return scores, curve, sorted(int(v) // 10 for v in seen[0][:, 0, 0, 0])  # the clean batch comes first
+
+    scores, curve, first = chosen(np.arange(10))
+    assert len(first) == 4 and chosen(np.arange(10)[::-1])[2] == first, "the same images, whatever their order"
+    assert chosen(np.roll(np.arange(10), 3))[2] == first
+    assert set(scores) == {"mean", "clean", "images", "shifts", "ece"} and scores["images"] == 4
+    assert scores["clean"] == np.mean(labels[first] == 0)  # a constant answer: class 0, right on the 0s
     assert all(a == scores["clean"] for by in scores["shifts"].values() for a in by.values())
     assert list(scores["shifts"]["rotate"]) == ["1", "2", "3"] and list(scores["shifts"]["mirror"]) == ["1"]
     assert sum(b["count"] for b in curve["bins"]) == 4 * sum(len(v) for v in scores["shifts"].values())

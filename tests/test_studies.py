@@ -471,11 +471,12 @@ def test_robustness_networks_phase_trains_the_named_networks_on_todays_default_a
     networks have no run yet."""
     robustness = script("robustness")
     args = robustness.study_parser("x", seeds=1).parse_args(["--docs", str(tmp_path)])
-    confirmed_default = robustness.config("resnet50", "signs", robustness.CAMERA, 0, args,
-                                          schedule=robustness.longer_schedule("signs"), today=True)
+    longer = robustness.longer_schedule("signs")
+    rows = robustness.confirmed("signs", {(1, 1): robustness.CAMERA, longer: robustness.CAMERA})
+    augment, schedule, today = next(row for label, row in rows.items() if "today's recipe" in label)
+    confirmed_default = robustness.config("resnet50", "signs", augment, 0, args, schedule=schedule, today=today)
     assert robustness.network_config("resnet50", args) == confirmed_default
-    screened = robustness.config("resnet20", "signs", robustness.CAMERA, 0, args, 32,
-                                 schedule=robustness.longer_schedule("signs"))
+    screened = robustness.config("resnet20", "signs", robustness.CAMERA, 0, args, 32, schedule=longer)
     finished = {"resnet50": 0.92, "happy": 0.7, "resnet20": 0.87}  # suite means of the runs that exist
     trained = []
 
@@ -499,7 +500,7 @@ def test_robustness_networks_phase_trains_the_named_networks_on_todays_default_a
     text = (tmp_path / "RESULTS.md").read_text()
     assert "--phase networks --networks lenet5 happy" in text
     section = text.split(NETWORKS_TABLE)[1]
-    rows = table_rows(section)
+    rows = table_rows(section)  # best validation robustness first
     assert [row.split(" | ")[0] for row in rows] == ["| `resnet50`", "| `resnet20`", "| `happy`", "| `lenet5`"]
     assert rows[1].split(" | ")[1:5] == ["32x32", "87.0%", "99.0%", "87.0%"]
     assert rows[0].split(" | ")[1] == "64x64" and rows[-1].split(" | ")[1] == "32x32"  # LeNet-5 reads 32x32
@@ -507,3 +508,26 @@ def test_robustness_networks_phase_trains_the_named_networks_on_todays_default_a
     assert "`alexnet`" in not_yet and "`resnet50`" not in not_yet and "`lenet5`" not in not_yet
     robustness.main(["--phase", "confirm", "--datasets", "smiles", "--seeds", "1", "--docs", str(tmp_path)])
     assert trained == ["lenet5"], "other phases train no network of the zoo"
+
+
+def test_robustness_confirms_a_network_whose_recipe_did_not_change_once_per_augmentation(tmp_path, monkeypatch):
+    """Today's-recipe row exists for the network whose recipe changed (ResNet-50); a network confirmed
+    beside it whose recipe did not change would train the same runs again: its row is not repeated,
+    and its one row carries the default's mark."""
+    robustness = script("robustness")
+    monkeypatch.setitem(robustness.CONFIRM, "signs", [("resnet50", None), ("resnet20", 32)])
+
+    def fake(cfg, args, train=True):
+        return {"test": {"accuracy": 0.9, "ece": 0.01}, "robustness": {"mean": 0.8, "ece": 0.02},
+                "validation": {"accuracy": 0.9, "ece": 0.01, "robustness": {"mean": 0.8}}, "wall_time_s": 60.0}
+
+    monkeypatch.setattr(robustness, "measured", fake)
+    monkeypatch.setattr(robustness, "subject_split", lambda *a, **k: None)
+    args = robustness.study_parser("x", seeds=1).parse_args(["--docs", str(tmp_path)])
+    args.confirm_subjects = False
+    longer = robustness.longer_schedule("signs")
+    rows = robustness.confirm_rows("signs", robustness.confirmed("signs", {(1, 1): "shift", longer: robustness.CAMERA}),
+                                   args)
+    models = [row.split(" | ")[0] for row in rows]
+    assert models.count("| resnet50") == models.count("| resnet20") + 1
+    assert [row.split(" | ")[0] for row in rows if "**(the default)**" in row] == ["| resnet50", "| resnet20"]
