@@ -6,7 +6,8 @@ it knows that source.
 Every shift maps uint8 (N, H, W, C) images to images of the same shape and leaves the labels
 alone; its randomness (angles, offsets, textures) comes from a seed, so every model is
 scored on the same shifted images. A shift that cannot apply to a dataset is left out of its
-mean: colour temperature for grey images, the background for images without a plain one.
+mean: colour temperature for grey images, the background for images without a plain one and
+for grey images (its mask finds the subject by its colour).
 
 | shift | severities 1, 2, 3 |
 | --- | --- |
@@ -191,7 +192,7 @@ SHIFTS = (
     Shift("blur", blur),
     Shift("jpeg", jpeg),
     Shift("noise", noise),
-    Shift("background", background, plain_background_only=True),
+    Shift("background", background, colour_only=True, plain_background_only=True),  # finds the subject by its colour
 )
 
 
