@@ -6,9 +6,11 @@ pass, and the time from the validation's end to the epoch's end (last.keras, mod
 when the epoch is the best so far, history.csv). "Around the steps" is the epoch's wall time
 less its training steps: the validation pass, the checkpoints and the batches' assembly.
 
-Two ways to keep the best epoch, each in its own process, in one run:
+Three variants, each in its own process, in one run:
   link: model.keras is the best epoch's last.keras under a second name (a hard link: cnnzoo's way);
-  save: model.keras is a second serialisation of the model (cnnzoo before 2026-12-02).
+  save: model.keras is a second serialisation of the model (cnnzoo before 2026-12-02);
+  lists: as link, with Keras' own lookup of its attribute skip lists, which misses its cache and
+         builds a reference Layer for every layer saved (cnnzoo before 2026-12-07; models/saving.py).
 The first epoch (compilation, first batches) is left out of the means.
 
     python benchmarks/epoch_overhead.py [--epochs 6] [--out docs/benchmarks-epoch.md]
@@ -30,7 +32,8 @@ import cnnzoo  # noqa: F401  (selects the Keras backend before anything imports 
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {"link": "the best epoch's last.keras under a second name (a hard link)",
-            "save": "a second serialisation of the model (before)"}
+            "save": "a second serialisation of the model (before 2026-12-02)",
+            "lists": "a hard link, saved with Keras' uncached skip lists (before 2026-12-07)"}
 PARTS = ("steps", "validation", "checkpoints")
 
 
@@ -77,6 +80,10 @@ def child(variant: str, epochs: int) -> dict:
 
     if variant == "save":
         runs.RunRecorder._keep_as_best = lambda self: self._save(self.run / runs.BEST)
+    if variant == "lists":
+        from keras.src.saving import saving_lib
+
+        saving_lib.get_attr_skipset = saving_lib.get_attr_skipset.__wrapped__
     clock = _clock()
     with tempfile.TemporaryDirectory() as out:
         train(TrainConfig("resnet50", "signs", epochs=epochs, out=out), verbose=0, callbacks=[clock])
@@ -91,7 +98,7 @@ def child(variant: str, epochs: int) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| model.keras | epochs timed (new best) | epoch (mean s) | training steps | validation | checkpoints | "
+    lines = ["| variant | epochs timed (new best) | epoch (mean s) | training steps | validation | checkpoints | "
              "the rest | around the steps | peak RSS (MiB) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
