@@ -44,6 +44,12 @@ def run(name, tmp_path, *options):
 NETWORKS_TABLE = "**The leaderboard's networks on signs**"  # robustness.py's last table
 
 
+def run_metrics(suite: float = 0.8, clean: float = 0.9) -> dict:
+    """What a robustness study reads of a finished run's metrics.json, with its validation scores."""
+    return {"test": {"accuracy": clean, "ece": 0.01}, "robustness": {"mean": suite, "ece": 0.02},
+            "validation": {"accuracy": clean, "ece": 0.01, "robustness": {"mean": suite}}, "wall_time_s": 60.0}
+
+
 def table_rows(section):
     return [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| ---")][1:]
 
@@ -355,8 +361,7 @@ def test_robustness_confirms_the_signs_winner_with_a_longer_schedule_too(tmp_pat
 
     def fake(cfg, args, train=True):
         trained.append((cfg.model, cfg.augment, cfg.epochs, cfg.lr))
-        return {"test": {"accuracy": 0.9, "ece": 0.01}, "robustness": {"mean": 0.8, "ece": 0.02},
-                "validation": {"accuracy": 0.9, "ece": 0.01, "robustness": {"mean": 0.8}}, "wall_time_s": 60.0}
+        return run_metrics()
 
     monkeypatch.setattr(robustness, "measured", fake)
     monkeypatch.setattr(robustness, "subject_split", lambda *a, **k: None)
@@ -381,8 +386,7 @@ def test_robustness_tables_show_each_rows_seeds_and_a_winner_that_is_the_old_def
     def fake(cfg, args, train=True):
         if cfg.seed > 0 and not train:
             return None  # only seed 0 finished
-        return {"test": {"accuracy": 0.9, "ece": 0.01}, "robustness": {"mean": 0.8, "ece": 0.02},
-                "validation": {"accuracy": 0.9, "ece": 0.01, "robustness": {"mean": 0.8}}, "wall_time_s": 60.0}
+        return run_metrics()
 
     monkeypatch.setattr(robustness, "measured", fake)
     robustness.main(["--phase", "screen", "--datasets", "smiles", "--seeds", "3", "--docs", str(tmp_path)])
@@ -401,8 +405,7 @@ def test_robustness_names_the_confirmation_rows_that_have_no_finished_run(tmp_pa
     def fake(cfg, args, train=True):
         if cfg.model == "resnet20" and not train:
             return None  # the smiles ResNet-20 has not run
-        return {"test": {"accuracy": 0.9, "ece": 0.01}, "robustness": {"mean": 0.8, "ece": 0.02},
-                "validation": {"accuracy": 0.9, "ece": 0.01, "robustness": {"mean": 0.8}}, "wall_time_s": 60.0}
+        return run_metrics()
 
     monkeypatch.setattr(robustness, "measured", fake)
     robustness.main(["--phase", "screen", "--datasets", "smiles", "--seeds", "1", "--docs", str(tmp_path)])
@@ -423,8 +426,7 @@ def test_robustness_marks_the_row_that_cnnzoo_train_runs_without_flags(tmp_path,
     def fake(cfg, args, train=True):
         # CAMERA wins the recipe's screen; with erasing it wins the longer one (resnet20: 2 x 20 epochs).
         mean = {robustness.CAMERA: 0.9, erase: 0.95 if cfg.epochs == 40 else 0.8}.get(cfg.augment, 0.7)
-        return {"test": {"accuracy": 0.9, "ece": 0.01}, "robustness": {"mean": mean, "ece": 0.02},
-                "validation": {"accuracy": 0.9, "ece": 0.01, "robustness": {"mean": mean}}, "wall_time_s": 60.0}
+        return run_metrics(mean)
 
     monkeypatch.setattr(robustness, "measured", fake)
     monkeypatch.setattr(robustness, "subject_split", lambda *a, **k: {"test": {"accuracy": 1.0}})
@@ -448,8 +450,7 @@ def test_robustness_subject_column_says_over_how_many_of_the_rows_seeds_it_was_m
     robustness = script("robustness")
 
     def fake(cfg, args, train=True):
-        return {"test": {"accuracy": 0.9, "ece": 0.01}, "robustness": {"mean": 0.8, "ece": 0.02},
-                "validation": {"accuracy": 0.9, "ece": 0.01, "robustness": {"mean": 0.8}}, "wall_time_s": 60.0}
+        return run_metrics()
 
     monkeypatch.setattr(robustness, "measured", fake)
     monkeypatch.setattr(robustness, "subject_split",
@@ -489,8 +490,7 @@ def test_robustness_networks_phase_trains_the_named_networks_on_todays_default_a
             trained.append(cfg.model)
             finished[cfg.model] = 0.6
         mean = finished[cfg.model]
-        return {"test": {"accuracy": 0.99, "ece": 0.01}, "robustness": {"mean": mean, "ece": 0.04},
-                "validation": {"accuracy": 1.0, "ece": 0.01, "robustness": {"mean": mean}}, "wall_time_s": 120.0}
+        return run_metrics(mean, clean=0.99)
 
     monkeypatch.setattr(robustness, "measured", fake)
     monkeypatch.setattr(robustness, "subject_split", lambda *a, **k: None)
@@ -518,8 +518,7 @@ def test_robustness_confirms_a_network_whose_recipe_did_not_change_once_per_augm
     monkeypatch.setitem(robustness.CONFIRM, "signs", [("resnet50", None), ("resnet20", 32)])
 
     def fake(cfg, args, train=True):
-        return {"test": {"accuracy": 0.9, "ece": 0.01}, "robustness": {"mean": 0.8, "ece": 0.02},
-                "validation": {"accuracy": 0.9, "ece": 0.01, "robustness": {"mean": 0.8}}, "wall_time_s": 60.0}
+        return run_metrics()
 
     monkeypatch.setattr(robustness, "measured", fake)
     monkeypatch.setattr(robustness, "subject_split", lambda *a, **k: None)
