@@ -49,8 +49,8 @@ BATCH_SIZE = {"mnist": 128}
 # TrainConfig and Recipe fields added after runs were hashed, with their defaults.
 LATER_FIELDS = {"image_size": None, "init": None, "freeze": False, "train_fraction": 1.0, "stream": False,
                 "aux_logits": False, "skip_bad": False, "max_megapixels": 40.0,
-                "split_by": "file"}
-LATER_RECIPE_FIELDS = {"zero_init_residual": False}
+                "split_by": "file", "optimizer": "adam"}
+LATER_RECIPE_FIELDS = {"zero_init_residual": False, "optimizer": "adam"}
 
 
 # The datasets' default augmentations that the committed records were trained with, before the

@@ -223,6 +223,19 @@ def test_a_changed_recipe_keeps_its_records_and_gives_todays_recipe_runs_of_its_
     assert common.run_folder(left, "robustness").name == now[left]  # as hashed before the change
 
 
+def test_the_optimizer_setting_leaves_the_hashes_of_adam_runs_alone():
+    """Runs recorded before `optimizer` existed trained with Adam: leaving it to the recipe, or
+    naming adam, must find them; SGD is a run of its own."""
+    from cnnzoo.training.config import TrainConfig
+
+    common = script("common")
+    row = {"batch_size": 128, "validation": 0.0, "augment": "none"}  # train_targets' classic MNIST row
+    left, adam, sgd = (TrainConfig("lenet5", "mnist", optimizer=o, **row) for o in (None, "adam", "sgd"))
+    names = [common.run_folder(c, "experiments").name for c in (left, adam, sgd)]
+    assert names[0] == names[1] != names[2]
+    assert (EXPERIMENTS.parent / "docs" / "runs" / "experiments" / f"{names[0]}.json").exists()  # recorded 2026-12-07
+
+
 def test_a_revised_augmentation_layer_makes_a_new_run_and_leaves_the_others_records_alone(monkeypatch):
     """Runs recorded with the older `noise` layer (one sd for all images) must not be taken for the
     current one's; runs without it keep their hashes and records."""

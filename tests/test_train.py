@@ -512,6 +512,26 @@ def test_weight_decay_reaches_the_optimizer():
     assert model.optimizer.weight_decay is None  # the recipe's default: none
 
 
+def test_the_optimizer_is_the_recipes_adam_unless_sgd_is_asked_for():
+    from cnnzoo.training.fit import build_training_model, compile_for
+
+    model = build_training_model("lenet5", (32, 32, 1), 10)
+    compile_for(model, TrainConfig("lenet5", "mnist").resolved(), steps=5)
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    compile_for(model, TrainConfig("lenet5", "mnist", optimizer="sgd", lr=0.05, weight_decay=5e-4).resolved(), steps=5)
+    sgd = model.optimizer
+    assert isinstance(sgd, keras.optimizers.SGD) and not isinstance(sgd, keras.optimizers.Adam)
+    assert (sgd.momentum, sgd.nesterov, sgd.weight_decay) == (0.9, True, pytest.approx(5e-4))
+    assert float(sgd.learning_rate) == pytest.approx(0.05)  # the cosine's peak, at step 0
+
+
+def test_unknown_optimizer_is_refused_before_anything_is_written(tmp_path):
+    result = invoke("train", "happy", "--dataset", "signs", "--optimizer", "rmsprop", "--out", tmp_path / "r")
+    assert result.exit_code == 2
+    assert "Unknown optimizer 'rmsprop': use one of adam, sgd." in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_googlenet_trains_with_its_auxiliary_heads_from_the_cli(folders, tmp_path):
     """--aux-logits: three heads, the paper's 0.3 weights, the main head's accuracy picks the best
     epoch, and predict answers from the main head."""

@@ -24,7 +24,8 @@ class Recipe:
 
     epochs: int = 20
     batch_size: int = 32
-    lr: float = 1e-3  # Adam's peak learning rate, decayed to 0 on a cosine over the run
+    optimizer: str = "adam"  # or "sgd": SGD with Nesterov momentum 0.9 (training.config.OPTIMIZERS)
+    lr: float = 1e-3  # the optimizer's peak learning rate, decayed to 0 on a cosine over the run
     warmup: float = 0.0  # epochs of linear learning-rate warm-up from 0 before the cosine
     weight_decay: float = 0.0  # decoupled (AdamW-style) decay per step, times the learning rate
     # BatchNormalization momentum while training. Keras' 0.99 averages over ~100 steps: on a

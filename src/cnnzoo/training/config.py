@@ -16,6 +16,7 @@ from cnnzoo.datasets.images import MAX_PIXELS
 from cnnzoo.errors import UserError
 
 SCHEDULES = ("cosine", "constant")
+OPTIMIZERS = ("adam", "sgd")
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 # Fields that say how to run, not what is trained: --resume may be given other values for them.
 HOW_TO_RUN = ("model", "dataset", "out", "devices", "robustness_images")
@@ -70,7 +71,9 @@ class TrainConfig:
                                  check=POSITIVE_INT)
     batch_size: int | None = setting(None, help="Images per step (default: the model's recipe); global over --devices.",
                                      check=POSITIVE_INT)
-    lr: float | None = setting(None, help="Peak learning rate (Adam, cosine decay; default: the model's recipe, "
+    optimizer: str | None = setting(None, help="adam, or sgd (Nesterov momentum 0.9) (default: the model's recipe, "
+                                               "adam for every network).")
+    lr: float | None = setting(None, help="Peak learning rate (cosine decay; default: the model's recipe, "
                                           "scaled as --epochs says).",
                                check=Range(0, low_open=True))
     warmup: float | None = setting(None, help="Epochs of linear learning-rate warm-up (default: the model's recipe).",
@@ -138,6 +141,9 @@ class TrainConfig:
             raise UserError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)} or auto.")
         if self.split_by not in ("file", "subject"):
             raise UserError(f"Unknown split_by {self.split_by!r}: use file or subject.")
+        optimizer = recipe.optimizer if self.optimizer is None else self.optimizer
+        if optimizer not in OPTIMIZERS:
+            raise UserError(f"Unknown optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)}.")
         if self.schedule not in SCHEDULES:
             raise UserError(f"Unknown schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}.")
         if self.freeze and not self.init:
@@ -166,6 +172,7 @@ class TrainConfig:
             self,
             epochs=epochs,
             batch_size=recipe.batch_size if self.batch_size is None else self.batch_size,
+            optimizer=optimizer,
             lr=recipe.lr * lr_scale if self.lr is None else self.lr,
             warmup=warmup,
             bn_momentum=recipe.bn_momentum if self.bn_momentum is None else self.bn_momentum,
