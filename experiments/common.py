@@ -200,7 +200,7 @@ def mean_sd(values) -> str:
 def total_training(runs) -> str:
     """'N runs, X min of training' over metrics.json dicts."""
     runs = list(runs)
-    return f"{len(runs)} runs, {sum(m['wall_time_s'] for m in runs) / 60:.0f} min of training on this machine"
+    return f"{len(runs)} runs, {sum(m['wall_time_s'] for m in runs) / 60:.0f} min of training, each run on the machine that ran it"
 
 
 def pyplot():

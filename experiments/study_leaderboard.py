@@ -270,8 +270,10 @@ every row, so that the rows compare networks; the new defaults are measured in
 below its smallest input; LeNet-5 reads 32x32 grey); on mnist, the networks built for small
 images, each reading the 28x28 digits centred in 32x32. Parameters and GMACs at that input
 and the dataset's classes; test accuracy on the dataset's test split, best epoch chosen on
-validation; training time per run (the median over seeds), on the CPU named above unless a GPU
-is named ("N runs at once": trained N at a time on that machine, `--jobs N`, so each took longer
+validation; training time per run (the median over seeds), on a CPU unless a GPU is named: the
+runs of the command above on the machine named with it, and the rows recorded before them with
+the times of the machine that ran them then (a record names its device, not the CPU's model)
+("N runs at once": trained N at a time on that machine, `--jobs N`, so each took longer
 than it would alone). Every finished run is recorded in [runs/](runs/) (its metrics.json), so the table
 keeps the runs of earlier sessions and other machines. "Not trained yet" marks the networks
 no machine has had the hours for yet, with what a run would take on this CPU where its speed is
