@@ -6,12 +6,18 @@ pass, and the time from the validation's end to the epoch's end (last.keras, mod
 when the epoch is the best so far, history.csv). "Around the steps" is the epoch's wall time
 less its training steps: the validation pass, the checkpoints and the batches' assembly.
 
-Three variants, each in its own process, in one run:
+Five variants, each in its own process, in one run:
   link: model.keras is the best epoch's last.keras under a second name (a hard link: cnnzoo's way);
   save: model.keras is a second serialisation of the model (cnnzoo before 2026-12-02);
   lists: as link, with Keras' own lookup of its attribute skip lists, which misses its cache and
-         builds a reference Layer for every layer saved (cnnzoo before 2026-12-07; models/saving.py).
-The first epoch (compilation, first batches) is left out of the means.
+         builds a reference Layer for every layer saved (cnnzoo before 2026-12-07; models/saving.py);
+  shift: as link, with `--augment shift` and no robustness suite at the end: the work the peer does;
+  torch: the plain PyTorch peer doing the main job's work (benchmarks/torch_reference.py's ResNet-50
+         and recipe, shifts only): train, validate every epoch in batches of the recipe's size, write
+         a resumable checkpoint (model, Adam's state, schedule, epoch) atomically every epoch, and
+         the best epoch's weights (`torch.save` of the state dict), then score the test split.
+The first epoch (compilation, first batches) is left out of the means; "run" is the whole
+training call (data loading, every epoch, the final test scoring and the run's files).
 
     python benchmarks/epoch_overhead.py [--epochs 6] [--out docs/benchmarks-epoch.md]
 """
@@ -33,7 +39,9 @@ import cnnzoo  # noqa: F401  (selects the Keras backend before anything imports 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {"link": "the best epoch's last.keras under a second name (a hard link)",
             "save": "a second serialisation of the model (before 2026-12-02)",
-            "lists": "a hard link, saved with Keras' uncached skip lists (before 2026-12-07)"}
+            "lists": "a hard link, saved with Keras' uncached skip lists (before 2026-12-07)",
+            "shift": "cnnzoo, `--augment shift`, no robustness suite (the peer's work)",
+            "torch": "plain PyTorch doing the same work as `shift`"}
 PARTS = ("steps", "validation", "checkpoints")
 
 
@@ -84,28 +92,80 @@ def child(variant: str, epochs: int) -> dict:
         from keras.src.saving import saving_lib
 
         saving_lib.get_attr_skipset = saving_lib.get_attr_skipset.__wrapped__
+    if variant == "torch":
+        with tempfile.TemporaryDirectory() as out:
+            return summary(variant, *torch_job(epochs, Path(out)))
     clock = _clock()
+    extra = {"augment": "shift", "robustness_images": 0} if variant == "shift" else {}
     with tempfile.TemporaryDirectory() as out:
-        train(TrainConfig("resnet50", "signs", epochs=epochs, out=out), verbose=0, callbacks=[clock])
+        begun = time.perf_counter()
+        train(TrainConfig("resnet50", "signs", epochs=epochs, out=out, **extra), verbose=0, callbacks=[clock])
+        run = time.perf_counter() - begun
         size = round((Path(out) / runs.LAST).stat().st_size / 2**20)
         scores = runs.read_history(Path(out))["val_accuracy"]
-    timed = clock.epochs[1:]  # the first epoch compiles
+    return summary(variant, clock.epochs, scores, run, size)
+
+
+def torch_job(epochs: int, out: Path, model: str = "resnet50", dataset: str = "signs"):
+    """The plain PyTorch peer's main job, its files in `out`: (per-epoch times, validation
+    accuracies, run seconds, MiB of its checkpoint)."""
+    import os
+
+    import torch
+    import torch_reference
+
+    from cnnzoo.datasets import load
+    from cnnzoo.models import model_info
+    from cnnzoo.training.config import TrainConfig
+
+    def save(obj, name: str) -> None:  # atomic, as cnnzoo writes its files
+        torch.save(obj, out / f".{name}.tmp")
+        os.replace(out / f".{name}.tmp", out / name)
+
+    recipe = model_info(model).recipe
+    begun = time.perf_counter()
+    height, width, channels = model_info(model).input_shape
+    data = load(dataset, image_size=(height, width), channels=channels,  # split as `cnnzoo train` splits it
+                validation=TrainConfig(model, dataset).validation, progress=False)
+    trainer = torch_reference.RecipeTrainer(model, len(data.class_names), data.train.x, data.train.y, recipe, epochs)
+    val_x = trainer.tensor(data.val.x)
+    times, scores = [], []
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        trainer.train_epoch()
+        validating = time.perf_counter()
+        scores.append(trainer.accuracy(val_x, data.val.y, recipe.batch_size))
+        validated = time.perf_counter()
+        save({"model": trainer.net.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+              "schedule": trainer.schedule.state_dict(), "epoch": epoch + 1, "scores": scores}, "last.pt")
+        if scores[-1] >= max(scores):
+            save(trainer.net.state_dict(), "best.pt")
+        end = time.perf_counter()
+        times.append({"steps": validating - start, "validation": validated - validating,
+                      "checkpoints": end - validated, "wall": end - start})
+    trainer.accuracy(trainer.tensor(data.test.x), data.test.y, recipe.batch_size)
+    return times, scores, time.perf_counter() - begun, round((out / "last.pt").stat().st_size / 2**20)
+
+
+def summary(variant: str, epochs: list[dict], scores: list[float], run: float, size: int) -> dict:
+    timed = epochs[1:]  # the first epoch compiles
     mean = {key: statistics.mean(e[key] for e in timed) for key in (*PARTS, "wall")}
     best_kept = sum(score >= max(scores[:epoch + 1]) for epoch, score in enumerate(scores) if epoch)
     return {"variant": variant, "epochs": len(timed), **{k: round(v, 2) for k, v in mean.items()},
             "around_steps": round(mean["wall"] - mean["steps"], 2), "best_kept": best_kept, "last_mib": size,
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "run": round(run, 1), "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
 def table(results: list[dict]) -> str:
     lines = ["| variant | epochs timed (new best) | epoch (mean s) | training steps | validation | checkpoints | "
-             "the rest | around the steps | peak RSS (MiB) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "the rest | around the steps | run (s) | checkpoint (MiB) | peak RSS (MiB) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         rest = r["wall"] - r["steps"] - r["validation"] - r["checkpoints"]
         lines.append(f"| {VARIANTS[r['variant']]} | {r['epochs']} ({r['best_kept']}) | {r['wall']:.2f} | "
                      f"{r['steps']:.2f} | {r['validation']:.2f} | {r['checkpoints']:.2f} | {rest:.2f} | "
-                     f"{r['around_steps']:.2f} ({r['around_steps'] / r['wall']:.0%}) | {r['peak_rss_mib']} |")
+                     f"{r['around_steps']:.2f} ({r['around_steps'] / r['wall']:.0%}) | {r['run']:.0f} | "
+                     f"{r['last_mib']} | {r['peak_rss_mib']} |")
     return "\n".join(lines)
 
 
@@ -128,14 +188,19 @@ def main() -> None:
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(results[-1], flush=True)
     command = "python benchmarks/epoch_overhead.py" + (f" --epochs {args.epochs}" if args.epochs != 6 else "")
+    ours, peer = (next(r for r in results if r["variant"] == v) for v in ("shift", "torch"))
     args.out.write_text(
         "# Where an epoch of the main job goes\n\n"
-        f"`{command}` on {machine()}. ResNet-50 on signs, the default recipe, "
-        "batch 32; means over the epochs after the first (in brackets: those that were the best so far, whose "
-        "model.keras is kept). \"Around the steps\" is the epoch's wall time less "
+        f"`{command}` on {machine()}. ResNet-50 on signs, the default recipe (the last two rows: shifts "
+        f"only), batch 32, {args.epochs} epochs; means over the epochs after the first (in brackets: those that "
+        "were the best so far, whose best model is kept). \"Around the steps\" is the epoch's wall time less "
         "its training steps; \"the rest\" is what is neither steps, validation nor checkpoints (assembling the "
-        f"batches, callbacks). last.keras is {results[0]['last_mib']} MiB (Adam's state included).\n\n"
-        + table(results) + "\n")
+        "batches, callbacks; the PyTorch peer's steps include its batches' assembly). \"Run\" is the whole "
+        "training call, data loading and the final test scoring included. The checkpoint holds Adam's state "
+        "too (cnnzoo's last.keras, the peer's last.pt).\n\n"
+        + table(results) + "\n\n"
+        f"The same work: cnnzoo's epoch took {ours['wall'] / peer['wall']:.2f}x the PyTorch peer's, its steps "
+        f"{ours['steps'] / peer['steps']:.2f}x, its whole run {ours['run'] / peer['run']:.2f}x.\n")
     print(f"wrote {args.out}")
 
 

@@ -15,7 +15,6 @@ The test split is scored after every epoch, outside the clock; no choice depends
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 
@@ -104,65 +103,26 @@ def child_keras(model: str, dataset: str, target: float, epochs: int | None = No
 
 
 def child_torch(model: str, dataset: str, target: float, epochs: int | None = None) -> dict:
-    import numpy as np
-    import torch
-
     import torch_reference
     from cnnzoo.models import model_info
 
     data = _data(model, dataset)
     recipe = model_info(model).recipe
     epochs = epochs or recipe.epochs
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.manual_seed(0)
-    net = torch_reference.build(model, len(data.class_names)).to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(net.parameters(), recipe.lr)
-    steps_per_epoch = math.ceil(len(data.train.y) / recipe.batch_size)
-    warmup, total = round(recipe.warmup * steps_per_epoch), epochs * steps_per_epoch
-
-    def lr_factor(step: int) -> float:  # linear warm-up, then a cosine to 0, as cnnzoo's recipe
-        if step < warmup:
-            return step / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    autocast = dict(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda")
-
-    def tensor(x):
-        return torch.from_numpy(x).to(device).permute(0, 3, 1, 2).float().div(255).contiguous(
-            memory_format=torch.channels_last)
-
-    train_x, train_y = tensor(data.train.x), torch.from_numpy(data.train.y).to(device)
-    test_x, test_y = tensor(data.test.x), torch.from_numpy(data.test.y).to(device)
-    side = train_x.shape[-1]
-    pad = round(0.1 * side)  # shifts of up to 10% each way, edge pixels repeated (cnnzoo's "shift")
-    rng = np.random.default_rng(0)
+    trainer = torch_reference.RecipeTrainer(model, len(data.class_names), data.train.x, data.train.y, recipe, epochs)
+    test_x = trainer.tensor(data.test.x)
     curve, start, paused = [], time.perf_counter(), 0.0
     for epoch in range(epochs):
-        net.train()
-        for index in torch.from_numpy(rng.permutation(len(train_y))).to(device).split(recipe.batch_size):
-            padded = torch.nn.functional.pad(train_x[index], (pad,) * 4, mode="replicate")
-            dy, dx = rng.integers(0, 2 * pad + 1, (2, len(index)))
-            images = torch.stack([padded[i, :, y:y + side, x:x + side] for i, (y, x) in enumerate(zip(dy, dx))])
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(**autocast):
-                loss = torch.nn.functional.cross_entropy(net(images), train_y[index])
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
+        trainer.train_epoch()
         now = time.perf_counter()
         elapsed = now - start - paused
-        net.eval()
-        with torch.no_grad(), torch.autocast(**autocast):
-            accuracy = float((net(test_x).argmax(-1) == test_y).float().mean())
+        accuracy = trainer.accuracy(test_x, data.test.y)
         paused += time.perf_counter() - now
         curve.append((epoch + 1, elapsed, accuracy))
         if accuracy >= target:
             break
-    precision = "bf16 autocast" if device == "cuda" else "fp32"
-    return result(curve, target, f"torch {torch.__version__}, eager {precision}, channels_last, the same recipe")
+    return result(curve, target, f"torch {torch_reference.torch.__version__}, eager {trainer.precision}, "
+                  "channels_last, the same recipe")
 
 
 CHILDREN = {"cnnzoo": child_cnnzoo, "torch": child_torch, "keras": child_keras}

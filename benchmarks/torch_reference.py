@@ -8,6 +8,9 @@ against the Keras models in tests/test_benchmarks.py.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -75,3 +78,59 @@ def parameter_count(model: nn.Module) -> int:
     """Trainable + BN running statistics, the way Keras counts (gamma/beta + mean/var)."""
     buffers = sum(b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked"))
     return sum(p.numel() for p in model.parameters()) + buffers
+
+
+class RecipeTrainer:
+    """A peer trained as cnnzoo's recipe trains: Adam with a linear warm-up then a cosine to 0, per
+    step; random shifts of up to 10% each way, edge pixels repeated (cnnzoo's `shift`);
+    channels_last; bf16 autocast on a GPU. Images are uint8 NHWC arrays, as cnnzoo loads them."""
+
+    def __init__(self, name: str, classes: int, train_x, train_y, recipe, epochs: int, seed: int = 0):
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        torch.manual_seed(seed)
+        self.net = build(name, classes).to(self.device, memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), recipe.lr)
+        self.batch_size = recipe.batch_size
+        steps_per_epoch = math.ceil(len(train_y) / recipe.batch_size)
+        warmup, total = round(recipe.warmup * steps_per_epoch), epochs * steps_per_epoch
+
+        def lr_factor(step: int) -> float:
+            if step < warmup:
+                return step / warmup
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
+        self.autocast = dict(device_type=self.device, dtype=torch.bfloat16, enabled=self.device == "cuda")
+        self.precision = "bf16 autocast" if self.device == "cuda" else "fp32"
+        self.train_x, self.train_y = self.tensor(train_x), torch.from_numpy(train_y).to(self.device)
+        self.rng = np.random.default_rng(seed)
+
+    def tensor(self, x) -> torch.Tensor:
+        return torch.from_numpy(x).to(self.device).permute(0, 3, 1, 2).float().div(255).contiguous(
+            memory_format=torch.channels_last)
+
+    def train_epoch(self) -> None:
+        self.net.train()
+        side = self.train_x.shape[-1]
+        pad = round(0.1 * side)
+        for index in torch.from_numpy(self.rng.permutation(len(self.train_y))).to(self.device).split(self.batch_size):
+            padded = torch.nn.functional.pad(self.train_x[index], (pad,) * 4, mode="replicate")
+            dy, dx = self.rng.integers(0, 2 * pad + 1, (2, len(index)))
+            images = torch.stack([padded[i, :, y:y + side, x:x + side] for i, (y, x) in enumerate(zip(dy, dx))])
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(**self.autocast):
+                loss = torch.nn.functional.cross_entropy(self.net(images), self.train_y[index])
+            loss.backward()
+            self.optimizer.step()
+            self.schedule.step()
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+    def accuracy(self, x: torch.Tensor, y, batch_size: int | None = None) -> float:
+        """Accuracy on `x` (from `tensor`), in batches of `batch_size` (None: all at once)."""
+        self.net.eval()
+        y = torch.as_tensor(y).to(self.device)
+        with torch.no_grad(), torch.autocast(**self.autocast):
+            right = sum(int((self.net(part).argmax(-1) == labels).sum())
+                        for part, labels in zip(x.split(batch_size or len(x)), y.split(batch_size or len(x))))
+        return right / len(y)

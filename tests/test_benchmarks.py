@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import data_workers  # benchmarks/, on the path through conftest.py
+import epoch_overhead
 import explain_speed
 import keras
 import pytest
@@ -157,3 +158,25 @@ def test_explain_speed_times_predict_gradcam_and_saliency():
     assert result["layer"] == "max_pool" and result["repeats"] == 2
     assert all(result[f"{name}{kind}"] > 0 for name in ("gradcam", "saliency", "predict") for kind in ("_s", "_first_s"))
     assert f"| happy 64x64 | max_pool | {result['threads']} | on |" in explain_speed.table([result], "note")
+
+
+def test_the_whole_job_peer_validates_and_writes_a_resumable_checkpoint_every_epoch(shapes, tmp_path):
+    """epoch_overhead.py's plain PyTorch peer does the main job's work: its last.pt loads with
+    weights_only=True and holds the model, Adam's state and the epoch; best.pt the best weights."""
+    import torch
+
+    times, scores, run, size = epoch_overhead.torch_job(2, tmp_path, "resnet50", f"folder:{shapes}")
+    assert len(times) == len(scores) == 2 and all(0 <= s <= 1 for s in scores)
+    for epoch in times:
+        assert epoch["wall"] == pytest.approx(epoch["steps"] + epoch["validation"] + epoch["checkpoints"])
+        assert min(epoch.values()) > 0
+    assert run > sum(e["wall"] for e in times) and size >= 1
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert (last["epoch"], last["scores"]) == (2, scores)
+    assert len(last["optimizer"]["state"]) == len(list(last["model"].values())) - sum(
+        k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in last["model"])  # Adam's, per weight
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert best.keys() == last["model"].keys()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temporary file left
+    row = epoch_overhead.summary("torch", times, scores, run, size)
+    assert row["epochs"] == 1 and row["around_steps"] == pytest.approx(row["validation"] + row["checkpoints"], abs=0.02)
