@@ -71,8 +71,8 @@ class TrainConfig:
                                  check=POSITIVE_INT)
     batch_size: int | None = setting(None, help="Images per step (default: the model's recipe); global over --devices.",
                                      check=POSITIVE_INT)
-    optimizer: str | None = setting(None, help="adam, or sgd (Nesterov momentum 0.9) (default: the model's recipe, "
-                                               "adam for every network).")
+    optimizer: str | None = setting(None, help="adam, or sgd with Nesterov momentum 0.9 (default: the model's "
+                                               "recipe).")
     lr: float | None = setting(None, help="Peak learning rate (cosine decay; default: the model's recipe, "
                                           "scaled as --epochs says).",
                                check=Range(0, low_open=True))
