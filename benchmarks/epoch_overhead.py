@@ -113,8 +113,8 @@ def torch_job(epochs: int, out: Path, model: str = "resnet50", dataset: str = "s
 
     import torch
     import torch_reference
+    from time_to_accuracy import _data
 
-    from cnnzoo.datasets import load
     from cnnzoo.models import model_info
     from cnnzoo.training.config import TrainConfig
 
@@ -124,9 +124,7 @@ def torch_job(epochs: int, out: Path, model: str = "resnet50", dataset: str = "s
 
     recipe = model_info(model).recipe
     begun = time.perf_counter()
-    height, width, channels = model_info(model).input_shape
-    data = load(dataset, image_size=(height, width), channels=channels,  # split as `cnnzoo train` splits it
-                validation=TrainConfig(model, dataset).validation, progress=False)
+    data = _data(model, dataset, TrainConfig(model, dataset).validation)
     trainer = torch_reference.RecipeTrainer(model, len(data.class_names), data.train.x, data.train.y, recipe, epochs)
     val_x = trainer.tensor(data.val.x)
     times, scores = [], []

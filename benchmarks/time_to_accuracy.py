@@ -20,13 +20,14 @@ import time
 
 import cnnzoo  # noqa: F401  (selects the Keras backend before anything imports keras)
 
-def _data(model: str, dataset: str):
-    """The dataset at the model's input size, split as `cnnzoo train` splits it."""
+def _data(model: str, dataset: str, validation: float = 0.0):
+    """The dataset at the model's input size, split as `cnnzoo train` splits it (`validation`: the
+    share of training images it holds out)."""
     from cnnzoo.datasets import load
     from cnnzoo.models import model_info
 
     height, width, channels = model_info(model).input_shape
-    return load(dataset, image_size=(height, width), channels=channels)
+    return load(dataset, image_size=(height, width), channels=channels, validation=validation)
 
 
 def result(curve: list[tuple[int, float, float]], target: float, settings: str) -> dict:

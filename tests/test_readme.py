@@ -49,5 +49,5 @@ def unknown_options(args: list[str]) -> list[str]:
 def test_every_cnnzoo_command_in_the_readme_uses_options_its_command_has():
     lines = readme_cnnzoo_lines()
     assert len(lines) > 30 and ["train", "resnet50", "--dataset", "signs"] in lines
-    assert {" ".join(args): unknown_options(args) for args in lines if unknown_options(args)} == {}
+    assert {" ".join(args): unknown for args in lines if (unknown := unknown_options(args))} == {}
     assert unknown_options(["train", "lenet5", "--dataset", "mnist", "--optimiser", "sgd"]) == ["--optimiser"]
