@@ -55,6 +55,16 @@ def test_counting_rules_layer_by_layer():
     assert rows["bn"].type == "BatchNormalization" and rows["bn"].params == 20
 
 
+def test_lenet5_paper_connections_are_the_papers():
+    """Section II.B counts connections, biases included: C1 122,304, C3 151,600 (its sparse
+    table), C5 48,120, F6 10,164; the RBF units compare 84 values with 10 codes."""
+    rows = {row.name: row for row in layer_costs(get_model("lenet5_paper"))}
+    biases = {"c1": 28 * 28 * 6, "c3": 10 * 10 * 16, "c5": 120, "f6": 84}
+    assert {name: rows[name].macs + biases[name] for name in biases} == {"c1": 122_304, "c3": 151_600, "c5": 48_120,
+                                                                        "f6": 10_164}
+    assert rows["rbf"].macs == 840
+
+
 def test_merges_shared_layers_and_nested_models():
     inputs = keras.Input((4, 4, 2))
     shared = layers.Conv2D(3, 1, name="shared")
@@ -118,4 +128,4 @@ def test_models_table_has_a_gmacs_column():
     assert result.exit_code == 0, result.output
     assert "GMACs" in result.stdout
     rows = [line for line in result.stdout.splitlines() if line.startswith("│ lenet5")]
-    assert len(rows) == 2 and all("61,706" in row and "0.000" in row for row in rows)
+    assert len(rows) == 3 and all(("60,000" if "paper" in row else "61,706") in row and "0.000" in row for row in rows)

@@ -218,6 +218,7 @@ def test_maps_of_a_trained_network_point_at_the_deciding_quadrant_and_an_untrain
 FAMILIES = {  # name: (input, classes, build options, the layer Grad-CAM should use)
     "happy": ((64, 64, 3), 1, {}, "max_pool"),
     "lenet5": ((32, 32, 1), 10, {}, "s4"),
+    "lenet5_paper": ((32, 32, 1), 10, {}, "s4"),  # S4's squashing, after its pool and coefficients
     "alexnet": ((67, 67, 3), 4, {}, None),
     "vgg16": ((64, 64, 3), 4, {}, "block5_pool"),
     "resnet18": ((64, 64, 3), 4, {}, None),

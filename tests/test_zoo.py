@@ -17,10 +17,10 @@ import pytest
 from cnnzoo.errors import UserError
 from cnnzoo.models import get_model, list_models, model_info
 from cnnzoo.models.inception import aux_compile_args, drop_aux_heads
-from cnnzoo.models.lenet import lenet5
+from cnnzoo.models.lenet import C3_TABLE, ConnectionTableConv2D, ScaledTanh, lenet5
 from cnnzoo.models.resnet import plain, resnet
 
-ZOO = ["lenet5", "lenet5_modern", "alexnet", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50",
+ZOO = ["lenet5", "lenet5_modern", "lenet5_paper", "alexnet", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50",
        "resnet101", "resnet152", "resnet50v2", "resnet101v2", "resnet152v2", "plain18", "plain34",
        "googlenet"]
 # The smallest input each network's pooling allows, where there is one (others work down to 1x1),
@@ -64,7 +64,7 @@ def test_every_zoo_network_is_registered_with_its_facts():
         assert info.paper and 1989 < info.year < 2020 and info.description
         assert info.classes == (10 if name.startswith("lenet") else 6 if name == "resnet50" else 1000)
         assert (info.reference_params is None) == name.startswith("plain")
-    assert MIN_SIZE == {"lenet5": 32, "lenet5_modern": 32, "alexnet": 67, "vgg16": 32, "vgg19": 32, "resnet50": 5,
+    assert MIN_SIZE == {"lenet5": 32, "lenet5_modern": 32, "lenet5_paper": 32, "alexnet": 67, "vgg16": 32, "vgg19": 32, "resnet50": 5,
                         "happy": 2, "alexnet_tv": 63, "googlenet_tv": 15,
                         **{f"vgg{d}{bn}_tv": 32 for d in (11, 13, 16, 19) for bn in ("", "_bn")}}
     for name in list_models():  # every fact the registry states, for every network
@@ -81,6 +81,9 @@ def test_every_zoo_network_is_registered_with_its_facts():
 PAPER_SETTINGS = [
     ("lenet5", {}, 61_706, 61_706, {"c1": (28, 28, 6), "s4": (5, 5, 16), "c5": (1, 1, 120)}),
     ("lenet5_modern", {}, 61_706, None, {"s2": (14, 14, 6), "f6": (84,)}),
+    # The paper's own count, Section II.B: "60,000 trainable parameters".
+    ("lenet5_paper", {}, 60_000, 60_000, {"s2": (14, 14, 6), "c3": (10, 10, 16), "s4": (5, 5, 16), "f6": (84,),
+                                          "rbf": (10,)}),
     ("alexnet", {}, 62_378_344, None, {"conv1": (55, 55, 96), "pool2": (13, 13, 256), "pool5": (6, 6, 256)}),
     ("alexnet", {"towers": 2}, 60_965_224, None, {"conv2": (27, 27, 256)}),  # the paper's two GPUs
     ("vgg16", {}, 138_357_544, None, {"block1_conv2": (224, 224, 64), "block5_pool": (7, 7, 512)}),
@@ -273,7 +276,7 @@ def test_cifar_layout_has_the_papers_sizes():
     (lambda: resnet(18, version=2), "version 2 is built for the bottleneck depths"),
     (lambda: resnet(50, shortcut="identity"), "shortcut must be"),
     (lambda: resnet(50, layout="mobile"), "layout must be"),
-    (lambda: lenet5(variant="fancy"), "variant must be 'classic' or 'modern'"),
+    (lambda: lenet5(variant="fancy"), "variant must be 'classic', 'modern' or 'paper'"),
     (lambda: get_model("alexnet", towers=3), "towers must be 1 or 2"),
     (lambda: get_model("googlenet", wide_kernel=7), "wide_kernel must be 5"),
     (lambda: get_model("googlenet", aux_logits=True, input_shape=(64, 64, 3)), "smallest that works is 65x65"),
@@ -293,6 +296,70 @@ def test_lenet5_classic_and_modern_variants():
     assert type(modern.get_layer("s2")).__name__ == "MaxPooling2D"
     assert classic.get_layer("c1").activation.__name__ == "tanh"
     assert modern.get_layer("c3").activation.__name__ == "relu"
+
+
+@pytest.mark.jax
+def test_lenet5_paper_has_the_papers_layers_and_their_parameters():
+    """Section II.B's figures, layer by layer; the input scaled so the background is -0.1 and
+    the ink 1.175 (Appendix A); f(a) = 1.7159 tanh(2a/3), so f(1) = 1."""
+    model = get_model("lenet5_paper")
+    params = {name: model.get_layer(name).count_params() for name in ("c1", "s2_scale", "c3", "s4_scale", "c5", "f6")}
+    assert params == {"c1": 156, "s2_scale": 12, "c3": 1_516, "s4_scale": 32, "c5": 48_120, "f6": 10_164}
+    assert model.get_layer("rbf").count_params() == 0  # the codes are fixed, not trained
+    normalize = model.get_layer("normalize")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(normalize(np.array([[0.0, 1.0]]))), [[-0.1, 1.175]], atol=1e-6)
+    squash = keras.ops.convert_to_numpy(ScaledTanh()(np.array([-1.0, 0.0, 1.0, 50.0])))
+    np.testing.assert_allclose(squash, [-1.0, 0.0, 1.0, 1.7159], atol=2e-4)
+
+
+def test_c3_reads_only_the_maps_of_table_one():
+    """Each C3 map changes when, and only when, an S2 map of its column of Table I changes; and
+    the layer equals a dense convolution whose missing connections are zero."""
+    layer = ConnectionTableConv2D(5, C3_TABLE)
+    x = np.random.default_rng(0).normal(size=(1, 14, 14, 6)).astype("float32")
+    y = keras.ops.convert_to_numpy(layer(x))
+    for i in range(6):
+        nudged = x.copy()
+        nudged[..., i] += 1.0
+        changed = np.abs(keras.ops.convert_to_numpy(layer(nudged)) - y).max(axis=(0, 1, 2)) > 1e-6
+        assert set(np.flatnonzero(changed)) == {j for j, maps in enumerate(C3_TABLE) if i in maps}, i
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    dense = np.zeros((5, 5, 6, 16), "float32")
+    connection = 0
+    for j, maps in enumerate(C3_TABLE):
+        for i in maps:
+            dense[:, :, i, j] = kernel[:, :, connection]
+            connection += 1
+    assert connection == 60 and kernel.shape == (5, 5, 60)
+    layer.bias.assign(np.arange(16, dtype="float32"))
+    reference = keras.layers.Conv2D(16, 5)
+    reference.build(x.shape)
+    reference.set_weights([dense, np.arange(16, dtype="float32")])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), keras.ops.convert_to_numpy(reference(x)),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="beyond the input's 6"):
+        ConnectionTableConv2D(5, [(0, 6)])(x)
+
+
+def test_lenet5_paper_outputs_are_the_softmax_of_minus_the_rbf_distances(tmp_path):
+    """The output units' answer is the class whose +-1 code is nearest F6's 84 outputs, and a
+    saved model rebuilds the same codes (they are not weights)."""
+    model = get_model("lenet5_paper")
+    x = np.random.default_rng(1).uniform(size=(3, 32, 32, 1)).astype("float32")
+    f6 = keras.ops.convert_to_numpy(keras.Model(model.input, model.get_layer("f6_tanh").output)(x))
+    codes = model.get_layer("rbf")._codes
+    assert codes.shape == (10, 84) and set(np.unique(codes)) == {-1.0, 1.0} and len(np.unique(codes, axis=0)) == 10
+    distances = ((f6[:, None, :] - codes[None]) ** 2).sum(-1)
+    rbf = keras.Model(model.input, model.get_layer("rbf").output)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(rbf(x)), 84 - distances, rtol=1e-5, atol=1e-4)
+    expected = np.exp(-(distances - distances.min(1, keepdims=True)))
+    expected /= expected.sum(1, keepdims=True)
+    predicted = keras.ops.convert_to_numpy(model(x))
+    np.testing.assert_allclose(predicted, expected, rtol=1e-4, atol=1e-6)
+    model.save(tmp_path / "paper.keras")
+    loaded = keras.saving.load_model(tmp_path / "paper.keras")
+    np.testing.assert_array_equal(loaded.get_layer("rbf")._codes, codes)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), predicted, rtol=1e-6)
 
 
 @pytest.mark.jax
@@ -347,8 +414,14 @@ def test_channels_first():
         x = np.random.default_rng(0).uniform(size=(2, 3, 67, 67)).astype("float32")
         for net, data in ((model, x[:, :, :32, :32]), (alex, x), (google, x[:, :, :32, :32])):
             assert np.isfinite(keras.ops.convert_to_numpy(net.predict(data, verbose=0))).all()
+        paper_first = get_model("lenet5_paper", input_shape=(1, 32, 32))
     finally:
         keras.config.set_image_data_format("channels_last")
+    paper_last = get_model("lenet5_paper")  # the same weights give the same answers in either layout
+    paper_last.set_weights(paper_first.get_weights())
+    digits = x[:, :1, :32, :32]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(paper_first(digits)),
+                               keras.ops.convert_to_numpy(paper_last(digits.transpose(0, 2, 3, 1))), rtol=1e-4, atol=1e-6)
 
 
 # --- One epoch on real images: the builders are trainable, not just constructible --------

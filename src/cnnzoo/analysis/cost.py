@@ -11,6 +11,8 @@ Rules (`layer_macs`):
 - DepthwiseConv: output elements x kernel size. SeparableConv: its depthwise part plus
   a 1x1 conv from in_c*depth_multiplier to filters.
 - Dense: input elements x units (in*out for a flat input).
+- ConnectionTableConv2D (LeNet-5's C3): output positions x kernel size x connections.
+- EuclideanRBF (LeNet-5's outputs): units x input features (one squared difference each).
 - BatchNormalization: 1 per output element (at inference it is one scale and shift).
 - Average pooling: pool size per output element; global average pooling: 1 per input
   element. Max pooling: 0 (comparisons, not multiplications).
@@ -29,6 +31,7 @@ import keras
 from keras import layers
 
 from cnnzoo.models.layers import LocalResponseNormalization, channel_axis, image_shape
+from cnnzoo.models.lenet import ConnectionTableConv2D, EuclideanRBF
 
 _CONV = (layers.Conv1D, layers.Conv2D, layers.Conv3D)
 _TRANSPOSE = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
@@ -72,6 +75,11 @@ def layer_macs(layer, input_shapes, output_shapes) -> int:
         positions = _elements(y) // layer.filters
         return positions * in_c * mult * (math.prod(layer.kernel_size) + layer.filters)
     if isinstance(layer, layers.Dense):
+        return _elements(x) * layer.units
+    if isinstance(layer, ConnectionTableConv2D):
+        connections = sum(len(maps) for maps in layer.table)
+        return _elements(y) // layer.filters * layer.kernel_size ** 2 * connections
+    if isinstance(layer, EuclideanRBF):
         return _elements(x) * layer.units
     if isinstance(layer, layers.BatchNormalization):
         return _elements(y)
