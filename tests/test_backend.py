@@ -92,3 +92,18 @@ def test_cli_unknown_backend_is_one_sentence_exit_2():
     out = run(code)
     assert out.returncode == 2
     assert out.stderr.strip() == "error: Unknown Keras backend 'theano': use one of jax, torch, tensorflow."
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("fpu sse avx2 avx512f avx512_vnni avx512_bf16 vaes", True),  # AMD Zen 4, Intel Cooper Lake
+    ("fpu avx2 avx512f amx_bf16 amx_tile amx_int8", True),  # Intel Sapphire Rapids
+    ("fpu sse avx2 avx512f avx512_vnni vaes", False),  # Intel Ice Lake: no bfloat16 arithmetic
+    ("fpu sse avx2 avx512_bf16x", False),  # a flag is a whole word
+])
+def test_cpu_bf16_reads_the_cpus_flags(tmp_path, flags, expected):
+    from cnnzoo.backends import cpu_bf16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    assert cpu_bf16(cpuinfo) is expected
+    assert cpu_bf16(tmp_path / "missing") is False  # not Linux, or not readable: no claim

@@ -8,6 +8,7 @@ Importing this package imports no framework: `select` chooses the backend before
 from cnnzoo.backends.select import (
     Choice,
     choose,
+    cpu_bf16,
     current,
     devices,
     has_accelerator,
@@ -17,4 +18,4 @@ from cnnzoo.backends.select import (
     versions,
 )
 
-__all__ = ["Choice", "choose", "current", "devices", "has_accelerator", "inference_threads", "jax_gpu_plugin", "select", "versions"]
+__all__ = ["Choice", "choose", "cpu_bf16", "current", "devices", "has_accelerator", "inference_threads", "jax_gpu_plugin", "select", "versions"]

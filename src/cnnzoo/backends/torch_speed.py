@@ -105,8 +105,12 @@ def _fused_batch_norms():
     stock, memory_formats = BatchNormalization.call, _memory_formats()
 
     def call(self, inputs, training=None, mask=None):
+        # bfloat16 inputs with float32 statistics (`mixed_bfloat16`): PyTorch's kernel normalises
+        # them in one pass, where Keras casts them to float32 and runs its ten ops. Unfused,
+        # that made bf16 training slower than float32 on a CPU (docs/benchmarks-bf16.md).
         if not (training and self.trainable and mask is None and not self.renorm
-                and inputs.ndim in memory_formats and inputs.dtype == torch.float32):
+                and inputs.ndim in memory_formats and self.moving_mean.dtype == "float32"
+                and inputs.dtype in (torch.float32, torch.bfloat16)):
             return stock(self, inputs, training=training, mask=mask)
         return _fused_batch_norm(self, inputs, memory_formats[inputs.ndim])
 
