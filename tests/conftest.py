@@ -1,11 +1,17 @@
 """Shared test set-up: cnnzoo chooses the Keras backend before any test imports keras."""
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 import cnnzoo  # noqa: F401  (must precede `import keras` in test modules)
+
+# Training runs in float32 on every CPU, also in the `cnnzoo` processes tests start: `auto` would
+# pick bf16 on a CPU with bfloat16 arithmetic, and the suite's tolerances are float32's. The
+# choice itself is tested in tests/test_train.py.
+os.environ["CNNZOO_CPU_BF16"] = "0"
 
 # The benchmarks' helpers (the serve load generator, the speed harness) are tested too.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

@@ -79,7 +79,7 @@ def test_run_folder_holds_everything_needed(softmax_run):
     assert metrics["wall_time_s"] > 0 and metrics["images_per_s"] > 0
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["epochs"] == 2 and config["train"]["batch_size"] == 8
-    assert config["train"]["precision"] == "fp32"  # CPU default
+    assert config["train"]["precision"] == "fp32"  # a CPU's default in the tests (conftest: CNNZOO_CPU_BF16=0)
     assert config["class_names"] == ["circle", "square", "star"]
     for picture in ("curves.png", "confusion.png", "reliability.png"):
         assert (out / picture).read_bytes()[:8] == PNG
@@ -556,3 +556,20 @@ def test_aux_logits_is_refused_for_a_network_without_auxiliary_heads(tmp_path):
     assert result.exit_code == 2
     assert "aux_logits trains a network's auxiliary classifiers, and happy has none" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("accelerator, bf16_cpu, wanted, expected", [
+    (True, False, "1", "bf16"),  # a GPU
+    (False, True, "1", "bf16" if keras.backend.backend() == "torch" else "fp32"),  # AVX512-BF16 or AMX, PyTorch
+    (False, True, "0", "fp32"),  # CNNZOO_CPU_BF16=0
+    (False, False, "1", "fp32"),  # a CPU without bfloat16 arithmetic
+])
+def test_auto_precision_is_bf16_where_it_is_faster(monkeypatch, accelerator, bf16_cpu, wanted, expected):
+    from cnnzoo import backends
+    from cnnzoo.training.config import TrainConfig
+
+    monkeypatch.setattr(backends, "has_accelerator", lambda: accelerator)
+    monkeypatch.setattr(backends, "cpu_bf16", lambda: bf16_cpu)
+    monkeypatch.setenv("CNNZOO_CPU_BF16", wanted)
+    assert TrainConfig("happy", "signs").resolved().precision == expected
+    assert TrainConfig("happy", "signs", precision="fp32").resolved().precision == "fp32"  # asked for: kept

@@ -102,7 +102,8 @@ class TrainConfig:
     train_fraction: float = setting(1.0, help="Train on this share of each class's training images (0-1].",
                                     check=Range(0, 1, low_open=True, means="in (0, 1]: the share of training "
                                                                            "images to use"))
-    precision: str = setting("auto", help="fp32, bf16 or fp16 (auto: bf16 on GPU, fp32 on CPU).")
+    precision: str = setting("auto", help="fp32, bf16 or fp16 (auto: bf16 on a GPU and, on PyTorch, on a CPU with "
+                                         "bfloat16 arithmetic; fp32 elsewhere).")
     schedule: str = setting("cosine", help="Learning rate: cosine (decay to 0) or constant.")
     devices: str = setting("1", help="'all' or N: data-parallel over N devices (JAX backend); the batch size is global.")
     stream: bool = setting(False, help="folder:PATH only: decode the images per batch in background threads instead "
@@ -127,7 +128,6 @@ class TrainConfig:
 
     def resolved(self) -> "TrainConfig":
         """Check every setting, then fill every None/auto from the model's recipe and the device."""
-        from cnnzoo.backends import has_accelerator
         from cnnzoo.datasets import default_augment_schedule, default_augmentations
         from cnnzoo.models import augment, model_info
 
@@ -136,7 +136,7 @@ class TrainConfig:
         recipe = info.recipe
         precision = self.precision
         if precision == "auto":
-            precision = "bf16" if has_accelerator() else "fp32"
+            precision = auto_precision()
         if precision not in PRECISIONS:
             raise UserError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)} or auto.")
         if self.split_by not in ("file", "subject"):
@@ -187,6 +187,24 @@ class TrainConfig:
         """The settings given other values than the defaults (what a caller asked for)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.default is dataclasses.MISSING or getattr(self, f.name) != f.default}
+
+
+def auto_precision() -> str:
+    """bf16 where it trains faster than float32 to the same accuracy, else fp32: on a GPU, and
+    on the PyTorch backend on a CPU with bfloat16 arithmetic, read at run time (ResNet-50 1.3x
+    at batch 32 and 2x at 256, the main job 99.07% on signs' test split on 3 seeds, as float32:
+    docs/PERFORMANCE.md). JAX on a CPU keeps float32: not measured. CNNZOO_CPU_BF16=0 keeps
+    float32 on any CPU (the test suite sets it, so that its tolerances hold on every machine)."""
+    import os
+
+    import keras
+
+    from cnnzoo.backends import cpu_bf16, has_accelerator
+
+    if has_accelerator():
+        return "bf16"
+    wanted = os.environ.get("CNNZOO_CPU_BF16", "1") != "0"
+    return "bf16" if wanted and keras.backend.backend() == "torch" and cpu_bf16() else "fp32"
 
 
 def _check_stream(dataset: str, augmentations) -> None:
