@@ -83,7 +83,8 @@ def parameter_count(model: nn.Module) -> int:
 class RecipeTrainer:
     """A peer trained as cnnzoo's recipe trains: Adam with a linear warm-up then a cosine to 0, per
     step; random shifts of up to 10% each way, edge pixels repeated (cnnzoo's `shift`);
-    channels_last; bf16 autocast on a GPU. Images are uint8 NHWC arrays, as cnnzoo loads them."""
+    channels_last; bf16 autocast where cnnzoo's `auto` picks bf16. Images are uint8 NHWC arrays, as
+    cnnzoo loads them."""
 
     def __init__(self, name: str, classes: int, train_x, train_y, recipe, epochs: int, seed: int = 0):
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -100,8 +101,12 @@ class RecipeTrainer:
             return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
-        self.autocast = dict(device_type=self.device, dtype=torch.bfloat16, enabled=self.device == "cuda")
-        self.precision = "bf16 autocast" if self.device == "cuda" else "fp32"
+        from cnnzoo.training.config import auto_precision
+
+        # bf16 where cnnzoo's `auto` trains in bf16 (a GPU, a CPU with bfloat16 arithmetic): the same work
+        bf16 = self.device == "cuda" or auto_precision() == "bf16"
+        self.autocast = dict(device_type=self.device, dtype=torch.bfloat16, enabled=bf16)
+        self.precision = "bf16 autocast" if bf16 else "fp32"
         self.train_x, self.train_y = self.tensor(train_x), torch.from_numpy(train_y).to(self.device)
         self.rng = np.random.default_rng(seed)
 

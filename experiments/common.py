@@ -68,11 +68,17 @@ RECORDED_RECIPE = {"resnet50": {"zero_init_residual": False}}
 
 def as_recorded(config):
     """`config` with the augmentation its dataset had, and the recipe fields its model had, when the
-    records were made, unless it names its own."""
+    records were made, unless it names its own; and float32 on a CPU. Every CPU record is float32:
+    `auto` picks bf16 on a CPU with bfloat16 arithmetic since 2026-12-07, and a study compares
+    networks and recipes, not machines (docs/PERFORMANCE.md measures bf16)."""
     import dataclasses
+
+    from cnnzoo.backends import has_accelerator
 
     if config.augment is None and config.dataset in RECORDED_AUGMENT:
         config = dataclasses.replace(config, augment=RECORDED_AUGMENT[config.dataset])
+    if config.precision == "auto" and not has_accelerator():
+        config = dataclasses.replace(config, precision="fp32")
     unnamed = {name: value for name, value in RECORDED_RECIPE.get(config.model, {}).items()
                if getattr(config, name) is None}
     return dataclasses.replace(config, **unnamed) if unnamed else config
