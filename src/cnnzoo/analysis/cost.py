@@ -77,8 +77,7 @@ def layer_macs(layer, input_shapes, output_shapes) -> int:
     if isinstance(layer, layers.Dense):
         return _elements(x) * layer.units
     if isinstance(layer, ConnectionTableConv2D):
-        connections = sum(len(maps) for maps in layer.table)
-        return _elements(y) // layer.filters * layer.kernel_size ** 2 * connections
+        return _elements(y) // layer.filters * layer.kernel_size ** 2 * len(layer.connections)
     if isinstance(layer, EuclideanRBF):
         return _elements(x) * layer.units
     if isinstance(layer, layers.BatchNormalization):

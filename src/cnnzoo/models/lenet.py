@@ -66,9 +66,14 @@ class ConnectionTableConv2D(layers.Layer):
         self.filters = len(self.table)
         self.data_format = data_format or keras.config.image_data_format()
 
+    @property
+    def connections(self) -> list[tuple[int, int]]:
+        """(input map, output map) of every connection, in the kernel's order."""
+        return [(i, j) for j, maps in enumerate(self.table) for i in maps]
+
     def build(self, input_shape):
         channels = input_shape[channel_axis(self.data_format)]
-        connections = [(i, j) for j, maps in enumerate(self.table) for i in maps]
+        connections = self.connections
         if any(not 0 <= i < channels for i, _ in connections):
             raise ValueError(f"the table names input maps beyond the input's {channels}. Received: table={self.table!r}")
         # placement[c] is the one-hot position, in the dense (in, out) kernel, of connection c.
