@@ -194,12 +194,32 @@ def test_a_small_face_in_a_frame_of_crop_size_is_found_not_judged_whole():
 
 
 def test_only_a_sure_smaller_face_keeps_a_crop_from_being_judged_whole(monkeypatch):
-    crop = Image.fromarray(face_crops(1)[0][:, :, 0])
+    pixels = face_crops(1)[0]
+    crop = Image.fromarray(pixels[:, :, 0])
     box = (16.0, 16.0, 32.0, 32.0)  # its crop spans 0.4 of the frame: a face in it, or its features
-    for windows, whole in ((faces.SURE - 1, True), (faces.SURE, False)):
+    # (windows that agree, judged whole, the whole frame judged beside the face)
+    for windows, whole, hedged in ((faces.MAYBE - 1, True, False), (faces.MAYBE, False, True),
+                                   (faces.SURE - 1, False, True), (faces.SURE, False, False)):
         monkeypatch.setattr(faces, "_detect", lambda img, detector: [(windows, box)])
         found, _ = faces.find_faces(crop, SMILES, (64, 64), 3)
         assert [f.whole_frame for f in found] == [whole]
+        assert [f.whole is not None for f in found] == [hedged]
+        if hedged:  # the face's crop is the box's, and the whole frame is the crop as it came
+            assert on_eyes(found[0].box, (32, 32)) and np.array_equal(found[0].whole[..., 0], pixels[..., 0])
+    # A box spanning MAYBE_FACE of the frame or more is the face that fills it: judged whole alone.
+    large = (0.0, 0.0, 60.0, 60.0)  # its crop: 0.79 x 60 / 64 = 0.74 of the side
+    monkeypatch.setattr(faces, "_detect", lambda img, detector: [(faces.SURE - 1, large)])
+    assert [f.whole_frame for f in faces.find_faces(crop, SMILES, (64, 64), 3)[0]] == [True]
+
+
+def test_a_face_judged_with_its_whole_frame_averages_the_two_readings():
+    a, b, c, d = (np.full((2, 2, 1), v, np.uint8) for v in range(4))
+    plain = faces.Face((0, 0, 2, 2), a, False, views=(b,))
+    hedged = faces.Face((0, 0, 2, 2), c, False, views=(d,), whole=a)
+    assert [x[0, 0, 0] for x in faces.inputs([plain, hedged])] == [0, 1, 2, 3, 0]
+    rows = np.array([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8], [0.4, 0.6], [0.9, 0.1]])
+    answers = faces.pooled(rows, [plain, hedged])
+    np.testing.assert_allclose(answers, [[0.8, 0.2], [(0.3 + 0.9) / 2, (0.7 + 0.1) / 2]])
 
 
 def test_the_decision_rule():

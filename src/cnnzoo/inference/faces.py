@@ -8,7 +8,8 @@ training crop's square (FaceCrop: its scale and offset from the box, measured), 
 cut from the frame, converted to the model's channels and resized as training resized.
 
 A frame that may itself be a training crop (small, of the training aspect: a dataset's own image)
-is judged whole unless the cascade is sure of a face clearly smaller than it (CROP_LIKE, WHOLE_MIN, WHOLE_FACE).
+is judged whole unless the cascade is sure of a face clearly smaller than it (CROP_LIKE, WHOLE_MIN, WHOLE_FACE);
+where it is unsure (MAYBE), both the face and the whole frame are judged and their p averaged.
 
 The decision over faces (`door`): open when at least one face is found, no face is too small
 to judge and every face is smiling; "no face found" is its own answer. Only the faces at the
@@ -43,6 +44,12 @@ TOO_SMALL = 16  # a face cut from fewer pixels than this across is too small to 
 # the fallback looks, on its features: judged instead of the crop, they cost the crops 0.4 points.
 CROP_LIKE = 2.0
 WHOLE_MIN, WHOLE_FACE = 0.25, 0.6
+# A crop-sized frame where the cascade is not sure but half of SURE's windows agree on a smaller face
+# (its crop WHOLE_MIN to MAYBE_FACE of the side) may hold that face or be a crop with a box on its
+# features: both readings are judged and their p averaged (`Face.whole`). On 5400 composite frames of
+# benchmarks/door_faces.py (seeds 0-8) this took the frames from 86.9% to 87.3% and left the plain
+# crops' answers as they were; taking such boxes as faces outright gained as much on the frames but
+# cost the crops 0.2-0.4 points (their features get the same windows, spans and places).
 PAD = 0.15  # of DETECT_SIDE, edge pixels repeated on each side: a face at the edge keeps the context the
 # cascade's window needs (it is larger than a tight crop); with it 88% of the benchmark's faces were found, 68% without
 BLUR = 2.0  # Gaussian sigma (pixels at DETECT_SIDE) of the second look at a frame with no face found
@@ -60,6 +67,7 @@ SECOND_FALLBACK = "haarcascade_frontalface_alt.xml"
 # found and alone 93.8% -> 95.0%, 93.3% -> 94.3%; 1.5 looks a frame on average; frames without a face that
 # got a box unchanged).
 SURE, WEAK, OVERLAP = 8, 0.5, 0.3
+MAYBE, MAYBE_FACE = SURE // 2, 0.7  # see CROP_LIKE
 NEAR = 0.5  # faces narrower than this share of the largest one are counted, not judged
 # A found face is judged on its crop and on the crop this much larger and smaller, p averaged: the
 # cascade's box scale scatters (interquartile range 10-11% on the benchmark's faces). On the 1133 faces
@@ -81,19 +89,25 @@ class Face:
     too_small: bool  # cut from fewer than TOO_SMALL pixels across: its answer is not trusted
     whole_frame: bool = False  # the frame was judged whole (it is a crop itself)
     views: tuple[np.ndarray, ...] = ()  # the crop RESCALES: judged too, their p averaged with the crop's
+    whole: np.ndarray | None = None  # a crop-sized frame that may be a crop itself: judged too, p = (face + whole) / 2
 
 
 def inputs(faces: list[Face]) -> list[np.ndarray]:
-    """Every array the model judges for `faces`: each face's crop, then its views."""
-    return [array for face in faces for array in (face.pixels, *face.views)]
+    """Every array the model judges for `faces`: each face's crop, its views, then the whole frame
+    where it is judged too."""
+    return [array for face in faces for array in (face.pixels, *face.views, *([] if face.whole is None else [face.whole]))]
 
 
 def pooled(rows, faces: list[Face]) -> list[np.ndarray]:
-    """Each face's answer: the mean of the model's rows for its crop and views (in `inputs`' order)."""
+    """Each face's answer: the mean of the model's rows for its crop and views (in `inputs`' order),
+    averaged with the whole frame's row where that is judged too."""
     answers, start = [], 0
     for face in faces:
         stop = start + 1 + len(face.views)
-        answers.append(np.mean(np.asarray(rows[start:stop]), axis=0))
+        answer = np.mean(np.asarray(rows[start:stop]), axis=0)
+        if face.whole is not None:
+            answer, stop = (answer + np.asarray(rows[stop])) / 2, stop + 1
+        answers.append(answer)
         start = stop
     return answers
 
@@ -222,12 +236,16 @@ def find_faces(img: Image.Image, crop: FaceCrop, size: tuple[int, int], channels
         img = img.convert("L")
     found = _detect(img, crop.detector)
     boxes = [box for _, box in found]
+    whole = None
     if _crop_like(img, size):
         spans = [crop.scale * b[2] / min(img.size) for b in boxes]
         smaller = [k >= SURE and WHOLE_MIN <= span < WHOLE_FACE for (k, _), span in zip(found, spans)]
         if not any(smaller) or max(spans) >= WHOLE_FACE:
-            whole = (0, 0, round(img.width * factor), round(img.height * factor))
-            return [Face(whole, to_array(img, size, channels, resize), min(img.size) * factor < TOO_SMALL, True)], 0
+            whole = to_array(img, size, channels, resize)
+            smaller = [k >= MAYBE and WHOLE_MIN <= span < MAYBE_FACE for (k, _), span in zip(found, spans)]
+            if not any(smaller) or max(spans) >= MAYBE_FACE:
+                frame = (0, 0, round(img.width * factor), round(img.height * factor))
+                return [Face(frame, whole, min(img.size) * factor < TOO_SMALL, True)], 0
         boxes = [box for box, face in zip(boxes, smaller) if face]
     faces = []
     near = [b for b in boxes if b[2] >= NEAR * boxes[0][2]] if boxes else []
@@ -237,7 +255,8 @@ def find_faces(img: Image.Image, crop: FaceCrop, size: tuple[int, int], channels
         pixels = [to_array(img.crop((left, top, left + width, top + height)), size, channels, "resize")
                   for left, top, width, height in crops]
         reported = tuple(round(v * factor) for v in crops[0])
-        faces.append(Face(reported, pixels[0], min(crops[0][2:]) * factor < TOO_SMALL, views=tuple(pixels[1:])))
+        faces.append(Face(reported, pixels[0], min(crops[0][2:]) * factor < TOO_SMALL, views=tuple(pixels[1:]),
+                          whole=whole))
     return faces, len(boxes)
 
 
