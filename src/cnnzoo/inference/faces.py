@@ -214,6 +214,14 @@ def _crop_like(img: Image.Image, size: tuple[int, int]) -> bool:
     return max(img.width / size[1], img.height / size[0]) <= CROP_LIKE and 0.9 <= aspect <= 1.1
 
 
+def _smaller_faces(found, spans: list[float], windows: int, largest: float) -> list[bool] | None:
+    """Which of a crop-sized frame's boxes are a face clearly smaller than it (at least `windows`
+    agree; its crop spans WHOLE_MIN to `largest` of the side), or None when the frame is a crop
+    itself (no such box, or a box as large as the face that fills it)."""
+    smaller = [k >= windows and WHOLE_MIN <= span < largest for (k, _), span in zip(found, spans)]
+    return smaller if any(smaller) and max(spans) < largest else None
+
+
 def open_frame(data: bytes, channels: int, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image | None, float, str | None]:
     """(frame, photo pixels per frame pixel, None) or (None, 0, why it is not a usable image). A
     JPEG decodes at 1/2, 1/4 or 1/8 scale when it keeps at least 2 x DETECT_SIDE on each side:
@@ -239,11 +247,11 @@ def find_faces(img: Image.Image, crop: FaceCrop, size: tuple[int, int], channels
     whole = None
     if _crop_like(img, size):
         spans = [crop.scale * b[2] / min(img.size) for b in boxes]
-        smaller = [k >= SURE and WHOLE_MIN <= span < WHOLE_FACE for (k, _), span in zip(found, spans)]
-        if not any(smaller) or max(spans) >= WHOLE_FACE:
+        smaller = _smaller_faces(found, spans, SURE, WHOLE_FACE)
+        if smaller is None:
             whole = to_array(img, size, channels, resize)
-            smaller = [k >= MAYBE and WHOLE_MIN <= span < MAYBE_FACE for (k, _), span in zip(found, spans)]
-            if not any(smaller) or max(spans) >= MAYBE_FACE:
+            smaller = _smaller_faces(found, spans, MAYBE, MAYBE_FACE)
+            if smaller is None:
                 frame = (0, 0, round(img.width * factor), round(img.height * factor))
                 return [Face(frame, whole, min(img.size) * factor < TOO_SMALL, True)], 0
         boxes = [box for box, face in zip(boxes, smaller) if face]

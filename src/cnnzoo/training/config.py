@@ -191,8 +191,8 @@ class TrainConfig:
 
 def auto_precision() -> str:
     """bf16 where it trains faster than float32 to the same accuracy, else fp32: on a GPU, and
-    on the PyTorch backend on a CPU with bfloat16 arithmetic, read at run time (ResNet-50 1.3x
-    at batch 32 and 2x at 256, the main job 99.07% on signs' test split on 3 seeds, as float32:
+    on the PyTorch backend on a CPU with bfloat16 arithmetic, read at run time (ResNet-50 1.2-1.3x
+    at batch 32 and 1.9-2.0x at 256, the main job 99.07% on signs' test split on 3 seeds, as float32:
     docs/PERFORMANCE.md). JAX on a CPU keeps float32: not measured. CNNZOO_CPU_BF16=0 keeps
     float32 on any CPU (the test suite sets it, so that its tolerances hold on every machine)."""
     import os
