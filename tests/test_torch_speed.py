@@ -378,3 +378,148 @@ def test_train_at_bf16_on_a_cpu(tmp_path):
         keras.mixed_precision.set_global_policy("float32")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["precision"] == "bf16" and 0 <= metrics["test"]["accuracy"] <= 1
+
+
+# -- fix 8: a Functional graph's nodes called without Keras' per-call bookkeeping -----------------
+@pytest.fixture
+def bare_calls(monkeypatch):
+    """Run a function with fixes 1-7, then with all eight; count the layer calls that went bare."""
+    was_active = torch_speed.active()
+    counted = []
+    bare = torch_speed._bare_layer_call
+
+    def counting(layer, args, kwargs):
+        outputs = bare(layer, args, kwargs)
+        counted.append((layer.name, outputs is not NotImplemented))
+        return outputs
+
+    monkeypatch.setattr(torch_speed, "_bare_layer_call", counting)
+
+    def run(fn):
+        torch_speed.restore()
+        monkeypatch.setattr(torch_speed, "FIXES", tuple(f for f in torch_speed.FIXES
+                                                         if f is not torch_speed._graph_nodes_called_bare))
+        torch_speed.apply()
+        before = fn()
+        assert not counted  # fix 8 was off
+        torch_speed.restore()
+        monkeypatch.undo()
+        monkeypatch.setattr(torch_speed, "_bare_layer_call", counting)
+        torch_speed.apply()
+        return before, fn(), counted
+
+    yield run
+    torch_speed.restore()
+    if was_active:
+        torch_speed.apply()
+
+
+def _branchy_net() -> keras.Model:
+    """Conv, batch norm, dropout (which reads `training`), a residual Add, a Concatenate, a nested
+    Functional block and a float32 output layer (as Keras advises under mixed precision)."""
+    inner_in = keras.Input((8, 8, 4))
+    y = keras.layers.BatchNormalization(name="inner_bn")(keras.layers.Conv2D(4, 3, padding="same")(inner_in))
+    block = keras.Model(inner_in, keras.layers.Add(name="add")([inner_in, keras.layers.ReLU()(y)]), name="block")
+    inputs = keras.Input((8, 8, 4))
+    a = block(keras.layers.Conv2D(4, 1, name="stem")(inputs))
+    b = keras.layers.Concatenate(name="concat")([a, keras.layers.Dropout(0.5, name="drop")(a)])
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.BatchNormalization(name="bn")(b))
+    return keras.Model(inputs, keras.layers.Dense(3, name="fc", dtype="float32")(pooled))
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("training", [True, False, None])
+def test_graph_nodes_called_bare_compute_what_keras_path_does(bare_calls, policy, training):
+    """Every node of the model and of its nested block is called bare, and the outputs, gradients
+    and moving statistics are bit for bit Keras' own path's, in float32 and under
+    mixed_bfloat16 (inputs cast, variables read in bfloat16), whatever `training` says."""
+    import torch
+
+    x = np.random.default_rng(0).normal(1.0, 2.0, (4, 8, 8, 4)).astype("float32")
+
+    def run():
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            keras.utils.set_random_seed(4)
+            model = _branchy_net()
+            results = []
+            for _ in range(2):
+                inputs = torch.tensor(x, requires_grad=True)
+                outputs = model(inputs, training=training)
+                outputs.float().square().sum().backward()
+                results.append([outputs.detach().float().numpy(), inputs.grad.numpy()]
+                               + [w.value.grad.float().numpy() for w in model.trainable_weights]
+                               + [w.numpy() for w in model.non_trainable_weights if w.dtype == "float32"])
+                for w in model.trainable_weights:
+                    w.value.grad = None
+            return results, str(outputs.dtype)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+
+    (keras_path, keras_dtype), (bare, bare_dtype), counted = bare_calls(run)
+    assert bare_dtype == keras_dtype == "torch.float32"  # the output layer's own policy
+    for step_keras, step_bare in zip(keras_path, bare):
+        for a, b in zip(step_keras, step_bare):
+            np.testing.assert_array_equal(b, a)
+    names = {name for name, went_bare in counted if went_bare}
+    assert {"stem", "block", "inner_bn", "add", "concat", "drop", "bn", "fc"} <= names
+    assert all(went_bare for _, went_bare in counted)
+    if training:  # dropout and the moving statistics did act: the comparison is not vacuous
+        assert not np.array_equal(keras_path[0][-2], keras_path[1][-2])
+
+
+def test_keras_path_keeps_masks_hooks_and_activity_regularizers(bare_calls):
+    """A node whose input carries a mask, whose layer computes a mask or has a forward hook or an
+    activity regularizer goes through Keras' own `__call__`: the mask reaches the output, the
+    hook fires, the regularizer's loss is added, all as with fix 8 off. A plain node beside
+    them goes bare."""
+    hooked = []
+    x = np.array([[1.0, 0.0, 2.0], [0.0, 0.0, 3.0]], "float32")[..., None]
+
+    def run():
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((3, 1))
+        masked = keras.layers.Dense(2, name="after_mask")(keras.layers.Masking(0.0, name="masking")(inputs))
+        plain = keras.layers.Dense(2, name="plain")(inputs)
+        regularized = keras.layers.Dense(2, activity_regularizer="l2", name="regularized")(plain)
+        hook_layer = keras.layers.Dense(1, name="hooked")
+        model = keras.Model(inputs, [masked, hook_layer(regularized)])
+        hook_layer.register_forward_hook(lambda *_: hooked.append(1))
+        masked_out, hooked_out = model(x)
+        mask = getattr(masked_out, "_keras_mask", None)
+        return ([keras.ops.convert_to_numpy(o) for o in (masked_out, hooked_out)],
+                None if mask is None else mask.numpy(), len(model.losses))
+
+    (out_k, mask_k, losses_k), (out_b, mask_b, losses_b), counted = bare_calls(run)
+    for a, b in zip(out_k, out_b):
+        np.testing.assert_array_equal(b, a)
+    np.testing.assert_array_equal(mask_b, [[True, False, True], [False, False, True]])
+    np.testing.assert_array_equal(mask_k, mask_b)
+    assert losses_b == losses_k == 1 and hooked == [1, 1]
+    assert dict(counted) == {"masking": False, "after_mask": False, "plain": True, "regularized": False,
+                             "hooked": False}
+
+
+def test_a_bare_call_resolves_training_as_keras_does():
+    """Keras' order: the value passed, else the outer call's, else the call signature's default;
+    the value is left in the call context for the layers after it."""
+    import torch
+    from keras.src.backend.common import global_state
+    from keras.src.layers.layer import CallContext
+
+    dropout = keras.layers.Dropout(0.5)
+    ones = torch.ones(4, 64)
+    dropout(ones)
+    context = CallContext(entry_layer=None)
+    global_state.set_global_attribute("current_call_ctx", context)
+    try:
+        context.set_value("training", True)
+        dropped = torch_speed._bare_layer_call(dropout, (ones,), {})  # the outer call's True
+        assert set(dropped.unique().tolist()) == {0.0, 2.0}
+        kept = torch_speed._bare_layer_call(dropout, (ones,), {"training": False})  # the value passed
+        assert torch.equal(kept, ones) and context.get_value("training") is False
+        context.set_value("training", None)
+        assert torch.equal(torch_speed._bare_layer_call(dropout, (ones,), {}), ones)  # Dropout's default
+    finally:
+        global_state.set_global_attribute("current_call_ctx", None)
+    assert torch_speed._bare_layer_call(dropout, (ones,), {}) is NotImplemented  # no outer call
