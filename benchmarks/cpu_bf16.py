@@ -1,6 +1,7 @@
 """bfloat16 training on a CPU: cnnzoo's `--precision bf16` (Keras' `mixed_bfloat16` policy with
-cnnzoo's PyTorch-backend fixes) against its float32, against the same policy with batch norm
-unfused (cnnzoo before 2026-12-07), and against plain PyTorch in float32 and under `torch.autocast`.
+cnnzoo's PyTorch-backend fixes) against its float32, against the same policy with every layer
+called through Keras' own `__call__` (cnnzoo before 2026-12-08, without fix 8), and against plain
+PyTorch in float32 and under `torch.autocast`.
 
     python benchmarks/cpu_bf16.py [--cases resnet50-64-b32 resnet50-64-b256] [--steps 12] [--rounds 2]
 
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {  # name: what runs
     "cnnzoo fp32": "cnnzoo as `cnnzoo train` runs it, float32",
     "cnnzoo bf16": "cnnzoo `--precision bf16`: Keras' `mixed_bfloat16`, batch norm in PyTorch's fused kernel",
-    "cnnzoo bf16, batch norm unfused": "the same with bfloat16 batch norm left to Keras (cnnzoo before 2026-12-07)",
+    "cnnzoo bf16, Keras layer calls": "the same with each layer called through Keras' `__call__` (no fix 8: cnnzoo before 2026-12-08)",
     "torch fp32": "plain PyTorch (benchmarks/torch_reference.py), float32, channels_last",
     "torch bf16": "plain PyTorch under torch.autocast(\"cpu\", bfloat16), channels_last",
 }
@@ -50,17 +51,10 @@ def child_cnnzoo(case: str, steps: int, warmup: int, mode: str) -> dict:
     x, y = train_speed._data(shape, classes, batch * (steps + warmup))
     config = TrainConfig(name, "synthetic", epochs=1, batch_size=batch, precision="fp32").resolved()
     torch_speed.apply()
-    if mode == "cnnzoo bf16, batch norm unfused":  # bfloat16 inputs to Keras' own batch norm, as before
-        import torch
-        from keras.src.layers.normalization.batch_normalization import BatchNormalization
-
-        fixed = BatchNormalization.call
-        stock = next(value for owner, attr, value in torch_speed._originals if owner is BatchNormalization)
-
-        def call(self, inputs, training=None, mask=None):
-            return (stock if inputs.dtype == torch.bfloat16 else fixed)(self, inputs, training=training, mask=mask)
-
-        BatchNormalization.call = call
+    if mode == "cnnzoo bf16, Keras layer calls":
+        torch_speed.restore()
+        torch_speed.FIXES = tuple(f for f in torch_speed.FIXES if f is not torch_speed._graph_nodes_called_bare)
+        torch_speed.apply()
     keras.mixed_precision.set_global_policy("float32" if mode == "cnnzoo fp32" else "mixed_bfloat16")
     model = build_training_model(name, shape, classes, model_info(name).recipe)
     compile_for(model, config, steps + warmup)

@@ -179,6 +179,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "experiments"))
     from common import machine
 
+    from cnnzoo.training.config import auto_precision
+
     results = []
     for variant in VARIANTS:
         done = subprocess.run([sys.executable, __file__, "--child", variant, "--epochs", str(args.epochs)],
@@ -189,7 +191,8 @@ def main() -> None:
     ours, peer = (next(r for r in results if r["variant"] == v) for v in ("shift", "torch"))
     args.out.write_text(
         "# Where an epoch of the main job goes\n\n"
-        f"`{command}` on {machine()}. ResNet-50 on signs, the default recipe (the last two rows: shifts "
+        f"`{command}` on {machine()}; precision {auto_precision()} (cnnzoo's `auto`; the peer's autocast "
+        "follows it). ResNet-50 on signs, the default recipe (the last two rows: shifts "
         f"only), batch 32, {args.epochs} epochs; means over the epochs after the first (in brackets: those that "
         "were the best so far, whose best model is kept). \"Around the steps\" is the epoch's wall time less "
         "its training steps; \"the rest\" is what is neither steps, validation nor checkpoints (assembling the "
