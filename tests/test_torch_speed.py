@@ -523,3 +523,35 @@ def test_a_bare_call_resolves_training_as_keras_does():
     finally:
         global_state.set_global_attribute("current_call_ctx", None)
     assert torch_speed._bare_layer_call(dropout, (ones,), {}) is NotImplemented  # no outer call
+
+
+def test_traced_and_unusual_calls_take_keras_path(bare_calls):
+    """Under TorchScript tracing (ONNX export) nn.Module's own __call__ records each layer's
+    scope, and a namedtuple input is rebuilt by Keras' tree functions: both keep Keras' path,
+    with the same outputs."""
+    import collections
+
+    import torch
+
+    Pair = collections.namedtuple("Pair", "a b")
+
+    class Summed(keras.layers.Layer):
+        def call(self, pair):
+            return pair.a + pair.b
+
+    x = np.random.default_rng(1).normal(size=(2, 4)).astype("float32")
+
+    def run():
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4,))
+        dense = keras.layers.Dense(4, name="dense")(inputs)
+        model = keras.Model(inputs, Summed(name="summed")(Pair(dense, inputs)))
+        eager = model(x)
+        traced = torch.jit.trace(model, torch.tensor(x), check_trace=False)(torch.tensor(x))
+        return keras.ops.convert_to_numpy(eager), traced.detach().numpy()
+
+    (eager_k, traced_k), (eager_b, traced_b), counted = bare_calls(run)
+    np.testing.assert_array_equal(eager_b, eager_k)
+    np.testing.assert_array_equal(traced_b, traced_k)
+    np.testing.assert_array_equal(traced_b, eager_b)
+    assert counted == [("dense", True), ("summed", False), ("dense", False), ("summed", False)]
