@@ -399,24 +399,16 @@ def _bare_layer_call(layer, args, kwargs):
     """What Keras 3.15's Layer.__call__ (keras.src.layers.layer) does for a built layer's eager
     call on unmasked tensors inside an outer call, or NotImplemented where its other steps could
     matter: the inputs cast to the compute dtype, `training` resolved and passed on, the call
-    in the layer's autocast scope. (A node's recorded `mask=None` is passed on as stock does.) The skipped steps (build, input-spec check, name scope, mask
-    propagation, activity regularizer, distribution layout, graph node) do nothing here."""
+    in the layer's autocast scope. The skipped steps (build, input-spec check, name scope, mask
+    propagation, activity regularizer, distribution layout, graph node) do nothing here; a
+    node's recorded `mask=None` is passed on, as stock does."""
     import torch
     from keras.src import backend
     from keras.src.backend.common import global_state
     from keras.src.backend.torch.core import to_torch_dtype
-    from keras.src.backend.torch.layer import TorchLayer
-    from keras.src.distribution import distribution_lib
 
     context = global_state.get_global_attribute("current_call_ctx")
-    if (context is None or _tracing() or len(args) != 1 or not layer.built or not getattr(layer, "_called", False)
-            or layer.activity_regularizer is not None or layer._remat_mode is not None
-            or getattr(layer, "quantization_mode", None) is not None or layer._forward_hooks or layer._forward_pre_hooks
-            or layer._backward_hooks or layer._backward_pre_hooks or _global_module_hooks()
-            or layer._compiled_call_impl is not None or type(layer).forward is not TorchLayer.forward
-            or (layer.supports_masking and type(layer).compute_mask not in _masks_from_none())
-            or any(name not in layer._call_context_args and not (name == "mask" and value is None)
-                   for name, value in kwargs.items()) or distribution_lib.distribution() is not None):
+    if context is None or len(args) != 1 or _needs_keras_path(layer, kwargs):
         return NotImplemented
     inputs = args[0]
     tensors = inputs if type(inputs) in (list, tuple) else (inputs,)  # a namedtuple: stock rebuilds it
@@ -457,6 +449,23 @@ def _bare_layer_call(layer, args, kwargs):
         return layer.call(inputs, **kwargs)
     with new_scope:
         return layer.call(inputs, **kwargs)
+
+
+def _needs_keras_path(layer, kwargs: dict) -> bool:
+    """Whether a step that the bare call skips could do something for this layer and call."""
+    from keras.src.backend.torch.layer import TorchLayer
+    from keras.src.distribution import distribution_lib
+
+    unusual_layer = (not layer.built or not getattr(layer, "_called", False) or layer._remat_mode is not None
+                     or getattr(layer, "quantization_mode", None) is not None
+                     or layer.activity_regularizer is not None
+                     or (layer.supports_masking and type(layer).compute_mask not in _masks_from_none()))
+    torch_module_work = (layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks
+                         or layer._backward_pre_hooks or _global_module_hooks() or _tracing()
+                         or layer._compiled_call_impl is not None or type(layer).forward is not TorchLayer.forward)
+    other_kwargs = any(name not in layer._call_context_args and not (name == "mask" and value is None)
+                       for name, value in kwargs.items())
+    return bool(unusual_layer or torch_module_work or other_kwargs or distribution_lib.distribution() is not None)
 
 
 def _tracing() -> bool:
