@@ -57,6 +57,7 @@ value. `CNNZOO_TORCH_SPEED=0` turns it off.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 
@@ -484,6 +485,7 @@ def _global_module_hooks() -> bool:
                 or module._global_backward_hooks or module._global_backward_pre_hooks)
 
 
+@functools.cache  # read on every bare call: import once
 def _masks_from_none() -> tuple:
     """compute_mask methods that give no mask when no input has one (so nothing to set)."""
     from keras.src.layers.layer import Layer
